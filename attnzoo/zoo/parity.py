@@ -1,0 +1,6 @@
+"""Which attnzoo model each parity golden (../shared/parity/<golden>.json) checks."""
+
+GOLDEN_MODELS: dict[str, str] = {
+    "halonet26t": "az_halonet26t",
+    "convit_tiny": "az_convit_tiny",
+}
