@@ -85,13 +85,10 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
         if not triton_available():
             raise RuntimeError(f"{ENV_VAR}=triton but the triton package is not installed")
         if not supported:
-            raise RuntimeError("kernel backend 'triton' was forced for a shape or dtype the kernel does not support")
+            raise RuntimeError(
+                "kernel backend 'triton' was forced for a shape or dtype the kernel does not support"
+            )
         if not triton_interpreter() and not all(t.is_cuda for t in tensors):
             raise RuntimeError("kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         return True
-    return (
-        supported
-        and triton_available()
-        and all(t.is_cuda for t in tensors)
-        and not _graph_capture()
-    )
+    return supported and triton_available() and all(t.is_cuda for t in tensors) and not _graph_capture()

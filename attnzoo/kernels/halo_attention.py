@@ -57,8 +57,14 @@ def _windows(x: torch.Tensor, win: int, step: int) -> torch.Tensor:
 
 
 def _check_shapes(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qrh: torch.Tensor, qrw: torch.Tensor,
-    block_q: int, block_kv: int, win: int,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    qrh: torch.Tensor,
+    qrw: torch.Tensor,
+    block_q: int,
+    block_kv: int,
+    win: int,
 ) -> tuple[int, int]:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError("halo_attention expects q, k, v of shape [BH, H, W, D]")
@@ -74,13 +80,22 @@ def _check_shapes(
         raise ValueError(f"q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
     rel = (bh, hq, wq, 2 * win - 1)
     if tuple(qrh.shape) != rel or tuple(qrw.shape) != rel:
-        raise ValueError(f"relative logits must have shape {rel}, got {tuple(qrh.shape)} / {tuple(qrw.shape)}")
+        raise ValueError(
+            f"relative logits must have shape {rel}, got {tuple(qrh.shape)} / {tuple(qrw.shape)}"
+        )
     return nbh, nbw
 
 
 def halo_attention_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qrh: torch.Tensor, qrw: torch.Tensor,
-    block_q: int, block_kv: int, win: int, scale: float,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    qrh: torch.Tensor,
+    qrw: torch.Tensor,
+    block_q: int,
+    block_kv: int,
+    win: int,
+    scale: float,
 ) -> torch.Tensor:
     """Plain-torch halo attention (the math the Triton kernel must reproduce)."""
     nbh, nbw = _check_shapes(q, k, v, qrh, qrw, block_q, block_kv, win)
@@ -107,8 +122,15 @@ def _supported(q: torch.Tensor, v: torch.Tensor, block_q: int, win: int) -> bool
 
 
 def halo_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qrh: torch.Tensor, qrw: torch.Tensor,
-    block_q: int, block_kv: int, win: int, scale: float,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    qrh: torch.Tensor,
+    qrw: torch.Tensor,
+    block_q: int,
+    block_kv: int,
+    win: int,
+    scale: float,
 ) -> torch.Tensor:
     """Halo attention through the dispatch rule (Triton kernel or :func:`halo_attention_reference`)."""
     _check_shapes(q, k, v, qrh, qrw, block_q, block_kv, win)
@@ -129,8 +151,13 @@ if triton_available():
 
     @triton.jit
     def _tile_coords(
-        pid_blk, NBW, BLOCK_Q: tl.constexpr, BLOCK_KV: tl.constexpr, WIN: tl.constexpr,
-        BQ: tl.constexpr, BK: tl.constexpr,
+        pid_blk,
+        NBW,
+        BLOCK_Q: tl.constexpr,
+        BLOCK_KV: tl.constexpr,
+        WIN: tl.constexpr,
+        BQ: tl.constexpr,
+        BK: tl.constexpr,
     ):
         by = pid_blk // NBW
         bx = pid_blk % NBW
@@ -148,9 +175,31 @@ if triton_available():
 
     @triton.jit
     def _logits(
-        Q, K, QRH, QRW, bh, scale, HQ, WQ, HK, WK, DQK, R,
-        i, j, p, c, q_row, q_col, k_row, k_col, q_mask, k_mask,
-        WIN: tl.constexpr, BD: tl.constexpr, PRECISION: tl.constexpr,
+        Q,
+        K,
+        QRH,
+        QRW,
+        bh,
+        scale,
+        HQ,
+        WQ,
+        HK,
+        WK,
+        DQK,
+        R,
+        i,
+        j,
+        p,
+        c,
+        q_row,
+        q_col,
+        k_row,
+        k_col,
+        q_mask,
+        k_mask,
+        WIN: tl.constexpr,
+        BD: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):
         d = tl.arange(0, BD)
         d_mask = d < DQK
@@ -170,9 +219,30 @@ if triton_available():
 
     @triton.jit
     def _halo_fwd_kernel(
-        Q, K, V, QRH, QRW, O, LSE, scale, NBW, HQ, WQ, HK, WK, DQK, DV, R,
-        BLOCK_Q: tl.constexpr, BLOCK_KV: tl.constexpr, WIN: tl.constexpr,
-        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PRECISION: tl.constexpr,
+        Q,
+        K,
+        V,
+        QRH,
+        QRW,
+        O,
+        LSE,
+        scale,
+        NBW,
+        HQ,
+        WQ,
+        HK,
+        WK,
+        DQK,
+        DV,
+        R,
+        BLOCK_Q: tl.constexpr,
+        BLOCK_KV: tl.constexpr,
+        WIN: tl.constexpr,
+        BQ: tl.constexpr,
+        BK: tl.constexpr,
+        BD: tl.constexpr,
+        BDV: tl.constexpr,
+        PRECISION: tl.constexpr,
     ):
         pid_blk = tl.program_id(0)
         bh = tl.program_id(1)
@@ -180,8 +250,31 @@ if triton_available():
             pid_blk, NBW, BLOCK_Q, BLOCK_KV, WIN, BQ, BK
         )
         _, _, s = _logits(
-            Q, K, QRH, QRW, bh, scale, HQ, WQ, HK, WK, DQK, R,
-            i, j, p, c, q_row, q_col, k_row, k_col, q_mask, k_mask, WIN, BD, PRECISION,
+            Q,
+            K,
+            QRH,
+            QRW,
+            bh,
+            scale,
+            HQ,
+            WQ,
+            HK,
+            WK,
+            DQK,
+            R,
+            i,
+            j,
+            p,
+            c,
+            q_row,
+            q_col,
+            k_row,
+            k_col,
+            q_mask,
+            k_mask,
+            WIN,
+            BD,
+            PRECISION,
         )
         m = tl.max(s, axis=1)
         e = tl.exp(s - m[:, None])
@@ -192,15 +285,46 @@ if triton_available():
         v = tl.load(V + v_off[:, None] + dv[None, :], mask=k_mask[:, None] & dv_mask[None, :], other=0.0)
         o = tl.dot(e.to(v.dtype), v, input_precision=PRECISION) / denom[:, None]
         o_off = ((bh * HQ + q_row) * WQ + q_col) * DV
-        tl.store(O + o_off[:, None] + dv[None, :], o.to(O.dtype.element_ty), mask=q_mask[:, None] & dv_mask[None, :])
+        tl.store(
+            O + o_off[:, None] + dv[None, :],
+            o.to(O.dtype.element_ty),
+            mask=q_mask[:, None] & dv_mask[None, :],
+        )
         lse_off = (bh * HQ + q_row) * WQ + q_col
         tl.store(LSE + lse_off, m + tl.log(denom), mask=q_mask)
 
     @triton.jit
     def _halo_bwd_kernel(
-        Q, K, V, QRH, QRW, O, LSE, DO, DQ, DK, DVV, DQRH, DQRW, scale, NBW, HQ, WQ, HK, WK, DQK, DV, R,
-        BLOCK_Q: tl.constexpr, BLOCK_KV: tl.constexpr, WIN: tl.constexpr,
-        BQ: tl.constexpr, BK: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, BW: tl.constexpr,
+        Q,
+        K,
+        V,
+        QRH,
+        QRW,
+        O,
+        LSE,
+        DO,
+        DQ,
+        DK,
+        DVV,
+        DQRH,
+        DQRW,
+        scale,
+        NBW,
+        HQ,
+        WQ,
+        HK,
+        WK,
+        DQK,
+        DV,
+        R,
+        BLOCK_Q: tl.constexpr,
+        BLOCK_KV: tl.constexpr,
+        WIN: tl.constexpr,
+        BQ: tl.constexpr,
+        BK: tl.constexpr,
+        BD: tl.constexpr,
+        BDV: tl.constexpr,
+        BW: tl.constexpr,
         PRECISION: tl.constexpr,
     ):
         pid_blk = tl.program_id(0)
@@ -209,8 +333,31 @@ if triton_available():
             pid_blk, NBW, BLOCK_Q, BLOCK_KV, WIN, BQ, BK
         )
         q, k, s = _logits(
-            Q, K, QRH, QRW, bh, scale, HQ, WQ, HK, WK, DQK, R,
-            i, j, p, c, q_row, q_col, k_row, k_col, q_mask, k_mask, WIN, BD, PRECISION,
+            Q,
+            K,
+            QRH,
+            QRW,
+            bh,
+            scale,
+            HQ,
+            WQ,
+            HK,
+            WK,
+            DQK,
+            R,
+            i,
+            j,
+            p,
+            c,
+            q_row,
+            q_col,
+            k_row,
+            k_col,
+            q_mask,
+            k_mask,
+            WIN,
+            BD,
+            PRECISION,
         )
         row_off = (bh * HQ + q_row) * WQ + q_col
         lse = tl.load(LSE + row_off, mask=q_mask, other=0.0)
@@ -237,8 +384,11 @@ if triton_available():
         d = tl.arange(0, BD)
         d_mask = d < DQK
         dq = tl.dot(ds.to(q.dtype), k, input_precision=PRECISION) * scale
-        tl.store(DQ + row_off[:, None] * DQK + d[None, :], dq.to(DQ.dtype.element_ty),
-                 mask=q_mask[:, None] & d_mask[None, :])
+        tl.store(
+            DQ + row_off[:, None] * DQK + d[None, :],
+            dq.to(DQ.dtype.element_ty),
+            mask=q_mask[:, None] & d_mask[None, :],
+        )
         dk_blk = tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION) * scale
         tl.atomic_add(DK + k_rows[:, None] * DQK + d[None, :], dk_blk, mask=k_mask[:, None] & d_mask[None, :])
 
@@ -250,21 +400,37 @@ if triton_available():
         g_h = tl.dot(ds, onehot_h, input_precision="ieee")
         g_w = tl.dot(ds, onehot_w, input_precision="ieee")
         rw_mask = q_mask[:, None] & (w[None, :] < WIN)
-        tl.store(DQRH + row_off[:, None] * R + w[None, :] - i[:, None] + WIN - 1,
-                 g_h.to(DQRH.dtype.element_ty), mask=rw_mask)
-        tl.store(DQRW + row_off[:, None] * R + w[None, :] - j[:, None] + WIN - 1,
-                 g_w.to(DQRW.dtype.element_ty), mask=rw_mask)
+        tl.store(
+            DQRH + row_off[:, None] * R + w[None, :] - i[:, None] + WIN - 1,
+            g_h.to(DQRH.dtype.element_ty),
+            mask=rw_mask,
+        )
+        tl.store(
+            DQRW + row_off[:, None] * R + w[None, :] - j[:, None] + WIN - 1,
+            g_w.to(DQRW.dtype.element_ty),
+            mask=rw_mask,
+        )
 
     def _launch_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, win: int) -> dict:
         return dict(
-            BQ=_pow2(block_q * block_q), BK=_pow2(win * win), BD=_pow2(q.shape[-1]), BDV=_pow2(v.shape[-1]),
+            BQ=_pow2(block_q * block_q),
+            BK=_pow2(win * win),
+            BD=_pow2(q.shape[-1]),
+            BDV=_pow2(v.shape[-1]),
             PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
         )
 
     @triton_op("attnzoo::halo_attention", mutates_args={})
     def _halo_attention_op(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qrh: torch.Tensor, qrw: torch.Tensor,
-        block_q: int, block_kv: int, win: int, scale: float,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        qrh: torch.Tensor,
+        qrw: torch.Tensor,
+        block_q: int,
+        block_kv: int,
+        win: int,
+        scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         bh, hq, wq, dqk = q.shape
         _, hk, wk, dv = v.shape
@@ -272,16 +438,43 @@ if triton_available():
         out = torch.empty((bh, hq, wq, dv), device=q.device, dtype=q.dtype)
         lse = torch.empty((bh, hq, wq), device=q.device, dtype=torch.float32)
         wrap_triton(_halo_fwd_kernel)[(nbh * nbw, bh)](
-            q, k, v, qrh, qrw, out, lse, scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
-            BLOCK_Q=block_q, BLOCK_KV=block_kv, WIN=win, **_launch_meta(q, v, block_q, win),
+            q,
+            k,
+            v,
+            qrh,
+            qrw,
+            out,
+            lse,
+            scale,
+            nbw,
+            hq,
+            wq,
+            hk,
+            wk,
+            dqk,
+            dv,
+            2 * win - 1,
+            BLOCK_Q=block_q,
+            BLOCK_KV=block_kv,
+            WIN=win,
+            **_launch_meta(q, v, block_q, win),
         )
         return out, lse
 
     @triton_op("attnzoo::halo_attention_backward", mutates_args={})
     def _halo_attention_backward_op(
-        grad_out: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, qrh: torch.Tensor,
-        qrw: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
-        block_q: int, block_kv: int, win: int, scale: float,
+        grad_out: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        qrh: torch.Tensor,
+        qrw: torch.Tensor,
+        out: torch.Tensor,
+        lse: torch.Tensor,
+        block_q: int,
+        block_kv: int,
+        win: int,
+        scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         bh, hq, wq, dqk = q.shape
         _, hk, wk, dv = v.shape
@@ -292,9 +485,33 @@ if triton_available():
         dqrh = torch.zeros_like(qrh)
         dqrw = torch.zeros_like(qrw)
         wrap_triton(_halo_bwd_kernel)[((hq // block_q) * nbw, bh)](
-            q, k, v, qrh, qrw, out, lse, grad_out.contiguous(), dq, dk, dvv, dqrh, dqrw,
-            scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
-            BLOCK_Q=block_q, BLOCK_KV=block_kv, WIN=win, BW=_pow2(win), **_launch_meta(q, v, block_q, win),
+            q,
+            k,
+            v,
+            qrh,
+            qrw,
+            out,
+            lse,
+            grad_out.contiguous(),
+            dq,
+            dk,
+            dvv,
+            dqrh,
+            dqrw,
+            scale,
+            nbw,
+            hq,
+            wq,
+            hk,
+            wk,
+            dqk,
+            dv,
+            2 * win - 1,
+            BLOCK_Q=block_q,
+            BLOCK_KV=block_kv,
+            WIN=win,
+            BW=_pow2(win),
+            **_launch_meta(q, v, block_q, win),
         )
         return dq, dk.to(k.dtype), dvv.to(v.dtype), dqrh, dqrw
 
@@ -310,4 +527,3 @@ if triton_available():
         return (*grads, None, None, None, None)
 
     _halo_attention_op.register_autograd(_backward, setup_context=_setup_context)
-

@@ -22,7 +22,7 @@ def unwrap_checkpoint(checkpoint: Mapping) -> dict[str, torch.Tensor]:
     for key, value in sd.items():
         if not isinstance(value, torch.Tensor):
             continue
-        out[key[len("module."):] if key.startswith("module.") else key] = value
+        out[key[len("module.") :] if key.startswith("module.") else key] = value
     if not out:
         raise ValueError("checkpoint holds no tensors (expected a state dict or {'model': state_dict})")
     return out

@@ -57,14 +57,15 @@ def golden_input(golden: dict) -> torch.Tensor:
 def build_from_golden(golden_name: str, golden: dict) -> torch.nn.Module:
     """The attnzoo model for a golden, loaded with the converted official weights, float64, eval."""
     model_name = GOLDEN_MODELS[golden_name]
-    model = timm.create_model(model_name, pretrained=False, **golden.get("kwargs", {}))
+    # float64 *before* loading: loading into a float32 model would round the weights (~1e-7 error).
+    model = timm.create_model(model_name, pretrained=False, **golden.get("kwargs", {})).double()
     converted = attnzoo.convert_official(model_name, official_state_dict(golden), model)
     result = model.load_state_dict(converted, strict=False)
     assert not result.unexpected_keys, f"unexpected keys: {result.unexpected_keys}"
     params = {name for name, _ in model.named_parameters()}
     missing = sorted(set(result.missing_keys) & params)
     assert not missing, f"missing parameters: {missing}"
-    return model.double().eval()
+    return model.eval()
 
 
 def check_golden(golden_name: str) -> float:

@@ -1,0 +1,35 @@
+"""Checks shared by the official-checkpoint converters: a checkpoint that does not fit fails loudly."""
+
+from __future__ import annotations
+
+import torch
+
+StateDict = dict[str, torch.Tensor]
+
+
+def verify_against_model(state_dict: StateDict, model: torch.nn.Module | None) -> StateDict:
+    """Raise if ``state_dict`` has keys the model lacks or tensors of the wrong shape.
+
+    The classifier is exempt from the shape check: timm drops it afterwards when ``num_classes``
+    differs from the checkpoint's. Missing keys are left to ``load_state_dict(strict=True)``.
+    """
+    if model is None:
+        return state_dict
+    own = model.state_dict()
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ""
+    heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    unexpected = sorted(k for k in state_dict if k not in own)
+    wrong = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and v.shape != own[k].shape and not any(h and k.startswith(h + ".") for h in heads)
+    ]
+    if unexpected or wrong:
+        name = type(model).__name__
+        lines = [f"checkpoint does not match {name}:"]
+        if unexpected:
+            lines.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
+        if wrong:
+            lines.append(f"  {len(wrong)} shape mismatches, e.g. {wrong[:5]}")
+        raise ValueError("\n".join(lines))
+    return state_dict

@@ -1,0 +1,155 @@
+"""HaloNet: timm's ByobNet with attnzoo's HaloAttention as the self-attention layer.
+
+The block structure comes from timm's own ``byoanet`` configs, with the ``'halo'`` layer swapped for
+:class:`attnzoo.layers.HaloAttention`; parameter names are therefore timm's, and timm's released
+weights load unchanged. The paper's H-series configurations are defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models.byoanet import model_cfgs as timm_byoa_cfgs
+from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
+
+from attnzoo.backbones._convert import StateDict, verify_against_model
+from attnzoo.backbones._registry import register_family_model
+from attnzoo.layers import HaloAttention
+
+__all__ = ["HaloNet", "convert_halonet"]
+
+
+class HaloNet(ByobNet):
+    """ByobNet whose halo layers are attnzoo's (any input size, Triton kernel on CUDA)."""
+
+    def no_weight_decay(self) -> set[str]:
+        """Relative-position tables are embeddings: exclude them from weight decay."""
+        return {name for name, _ in self.named_parameters() if ".pos_embed." in name}
+
+
+def _swap_halo(layer: Any) -> Any:
+    return HaloAttention if layer == "halo" else layer
+
+
+def _with_attnzoo_halo(cfg: ByoModelCfg) -> ByoModelCfg:
+    """A copy of a timm config whose 'halo' self-attention entries point at attnzoo's layer."""
+
+    def block(b: ByoBlockCfg | tuple) -> ByoBlockCfg | tuple:
+        if isinstance(b, tuple):
+            return tuple(block(x) for x in b)
+        return replace(b, self_attn_layer=_swap_halo(b.self_attn_layer))
+
+    return replace(
+        cfg, blocks=tuple(block(b) for b in cfg.blocks), self_attn_layer=_swap_halo(cfg.self_attn_layer)
+    )
+
+
+_TIMM_VARIANTS = ("halonet26t", "sehalonet33ts", "halonet50ts", "eca_halonext26ts", "halonet_h1")
+MODEL_CFGS: dict[str, ByoModelCfg] = {
+    f"az_{name}": _with_attnzoo_halo(timm_byoa_cfgs[name]) for name in _TIMM_VARIANTS
+}
+
+
+def convert_halonet(state_dict: StateDict, model: torch.nn.Module | None = None) -> StateDict:
+    """timm's HaloNet checkpoints already use attnzoo's keys: verify and pass through."""
+    return verify_against_model(dict(state_dict), model)
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    return build_model_with_cfg(
+        HaloNet,
+        variant,
+        pretrained,
+        model_cfg=MODEL_CFGS[variant],
+        feature_cfg=dict(flatten_sequential=True),
+        pretrained_filter_fn=convert_halonet,
+        **kwargs,
+    )
+
+
+_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/"
+
+
+def _cfg(url: str = "", top1: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    notes = (f"original ImageNet-1k top-1 {top1:.2f} at 256px (timm)",) if top1 else None
+    return {
+        "notes": notes,
+        "url": url,
+        "num_classes": 1000,
+        "input_size": (3, 256, 256),
+        "pool_size": (8, 8),
+        "crop_pct": 0.94,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stem.conv1.conv",
+        "classifier": "head.fc",
+        "fixed_input_size": False,
+        "license": "apache-2.0",
+        "paper_ids": "arXiv:2103.12731",
+        "paper_name": "Scaling Local Self-Attention for Parameter Efficient Visual Backbones",
+        "origin_url": "https://github.com/huggingface/pytorch-image-models",
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        "az_halonet26t.a1h_in1k": _cfg(
+            url=_RELEASE + "halonet26t_a1h_256-3083328c.pth",
+            hf_hub_id="timm/halonet26t.a1h_in1k",
+            crop_pct=0.95,
+            top1=79.13,
+        ),
+        "az_sehalonet33ts.ra2_in1k": _cfg(
+            url=_RELEASE + "sehalonet33ts_256-87e053f9.pth",
+            hf_hub_id="timm/sehalonet33ts.ra2_in1k",
+            top1=80.99,
+        ),
+        "az_halonet50ts.a1h_in1k": _cfg(
+            url=_RELEASE + "halonet50ts_a1h2_256-f3a3daee.pth",
+            hf_hub_id="timm/halonet50ts.a1h_in1k",
+            top1=81.70,
+        ),
+        "az_eca_halonext26ts.c1_in1k": _cfg(
+            url=_RELEASE + "eca_halonext26ts_c_256-06906299.pth",
+            hf_hub_id="timm/eca_halonext26ts.c1_in1k",
+            top1=79.50,
+        ),
+        "az_halonet_h1.untrained": _cfg(),
+    }
+)
+
+
+@register_family_model("halonet", convert_halonet)
+def az_halonet26t(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-26t (timm): tiered stem, halo attention in stages 3-4, block 8, halo 2."""
+    return _create("az_halonet26t", pretrained=pretrained, **kwargs)
+
+
+@register_family_model("halonet", convert_halonet)
+def az_sehalonet33ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """SE-HaloNet-33ts (timm): SiLU, squeeze-excite, block 8, halo 3."""
+    return _create("az_sehalonet33ts", pretrained=pretrained, **kwargs)
+
+
+@register_family_model("halonet", convert_halonet)
+def az_halonet50ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-50ts (timm): ResNet-50 layout with halo blocks interleaved, SiLU."""
+    return _create("az_halonet50ts", pretrained=pretrained, **kwargs)
+
+
+@register_family_model("halonet", convert_halonet)
+def az_eca_halonext26ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """ECA-HaloNeXt-26ts (timm): grouped convs, ECA attention, head dim 16."""
+    return _create("az_eca_halonext26ts", pretrained=pretrained, **kwargs)
+
+
+@register_family_model("halonet", convert_halonet)
+def az_halonet_h1(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H1 as timm defines it (all stages halo attention; no released weights)."""
+    return _create("az_halonet_h1", pretrained=pretrained, **kwargs)

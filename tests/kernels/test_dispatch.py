@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from attnzoo.kernels import dispatch
+from attnzoo.kernels.dispatch import kernel_backend, use_kernels, use_triton
+
+
+def test_default_is_auto(monkeypatch):
+    monkeypatch.delenv("ATTNZOO_KERNELS", raising=False)
+    assert kernel_backend() == "auto"
+
+
+def test_env_var_and_context_manager(monkeypatch):
+    monkeypatch.setenv("ATTNZOO_KERNELS", "torch")
+    assert kernel_backend() == "torch"
+    with use_kernels("triton"):
+        assert kernel_backend() == "triton"
+        with use_kernels("auto"):
+            assert kernel_backend() == "auto"
+        assert kernel_backend() == "triton"
+    assert kernel_backend() == "torch"
+
+
+def test_bad_backend_names_are_rejected(monkeypatch):
+    with pytest.raises(ValueError, match="unknown kernel backend 'cuda'"):
+        with use_kernels("cuda"):
+            pass
+    monkeypatch.setenv("ATTNZOO_KERNELS", "fast")
+    with pytest.raises(ValueError, match="ATTNZOO_KERNELS"):
+        kernel_backend()
+
+
+def test_auto_uses_reference_on_cpu():
+    x = torch.zeros(2)
+    with use_kernels("auto"):
+        assert not use_triton(x)
+    with use_kernels("torch"):
+        assert not use_triton(x)
+
+
+def test_forced_triton_is_honoured_or_fails_loudly(monkeypatch):
+    x = torch.zeros(2)
+    with use_kernels("triton"):
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+        assert use_triton(x)
+        with pytest.raises(RuntimeError, match="does not support"):
+            use_triton(x, supported=False)
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        if not torch.cuda.is_available():
+            with pytest.raises(RuntimeError, match="needs CUDA tensors"):
+                use_triton(x)
+
+
+def test_auto_falls_back_while_exporting(monkeypatch):
+    monkeypatch.setattr(dispatch, "_graph_capture", lambda: True)
+    x = torch.zeros(2, device="cuda") if torch.cuda.is_available() else torch.zeros(2)
+    with use_kernels("auto"):
+        assert not use_triton(x)
