@@ -8,13 +8,15 @@ weights load unchanged. The paper's H-series configurations are defined here.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.byoanet import model_cfgs as timm_byoa_cfgs
-from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg
+from timm.layers import make_divisible
+from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
 
 from attnzoo.backbones._convert import StateDict, verify_against_model
 from attnzoo.backbones._registry import register_family_model
@@ -29,6 +31,72 @@ class HaloNet(ByobNet):
     def no_weight_decay(self) -> set[str]:
         """Relative-position tables are embeddings: exclude them from weight decay."""
         return {name for name, _ in self.named_parameters() if ".pos_embed." in name}
+
+
+class HaloBottleneck(SelfAttnBlock):
+    """timm's self-attention bottleneck with the paper's value expansion ``r_v``.
+
+    With ``value_ratio`` > 1 the attention emits ``r_v`` times wider values (queries and keys keep
+    the bottleneck width), and the norm and output 1x1 conv after it take that width.
+    """
+
+    def __init__(
+        self, in_chs: int, out_chs: int, stride: int = 1, value_ratio: float = 1.0, layers=None,
+        device=None, dtype=None, **kwargs: Any,
+    ) -> None:
+        super().__init__(in_chs, out_chs, stride=stride, layers=layers, device=device, dtype=dtype, **kwargs)
+        if value_ratio != 1.0:
+            dd = dict(device=device, dtype=dtype)
+            mid = self.conv3_1x1.conv.in_channels
+            wide = make_divisible(mid * value_ratio)
+            self.self_attn = layers.self_attn(mid, dim_out=wide, stride=stride, qk_ratio=mid / wide, **dd)
+            self.post_attn = layers.norm_act(wide, **dd)
+            self.conv3_1x1 = layers.conv_norm_act(wide, out_chs, 1, apply_act=False, **dd)
+
+
+def _paper_cfg(
+    block: int, halo: int, value_ratio: float, bottleneck_ratio: float, stage3_depth: int, final_chs: int
+) -> ByoModelCfg:
+    """A HaloNet H-series model (paper Table: block b, halo h, r_v, r_b, stage-3 depth, final 1x1 width).
+
+    No official code exists; this follows timm's ``halonet_h1`` layout (7x7 stem + max-pool, every
+    stage self-attention, base widths 64/128/256/512 at strides 4/8/16/32) with stage outputs of
+    ``base * r_b`` around a ``base``-wide bottleneck, heads 4/8/8/8, and values ``r_v`` times wider.
+    """
+    stages = zip((64, 128, 256, 512), (3, 3, stage3_depth, 3), (1, 2, 2, 2), (4, 8, 8, 8))
+    return ByoModelCfg(
+        blocks=tuple(
+            ByoBlockCfg(
+                type=partial(HaloBottleneck, value_ratio=value_ratio),
+                d=depth,
+                c=int(base * bottleneck_ratio),
+                s=stride,
+                gs=0,
+                br=1.0 / bottleneck_ratio,
+                self_attn_kwargs=dict(num_heads=heads),
+            )
+            for base, depth, stride, heads in stages
+        ),
+        stem_chs=64,
+        stem_type="7x7",
+        stem_pool="maxpool",
+        num_features=final_chs,
+        self_attn_layer=HaloAttention,
+        self_attn_kwargs=dict(block_size=block, halo_size=halo),
+    )
+
+
+# name: (block, halo, r_v, r_b, stage-3 depth, final 1x1 width (0: none), train/test size)
+PAPER_VARIANTS: dict[str, tuple[int, int, float, float, int, int, int]] = {
+    "h0": (8, 3, 1.0, 0.5, 7, 0, 256),
+    "h1": (8, 3, 1.0, 1.0, 10, 0, 256),
+    "h2": (8, 3, 1.0, 1.25, 11, 0, 256),
+    "h3": (10, 3, 1.0, 1.5, 12, 1024, 320),
+    "h4": (12, 2, 1.0, 3.0, 12, 1280, 384),
+    "h5": (14, 2, 2.5, 2.0, 23, 1536, 448),
+    "h6": (8, 4, 3.0, 2.75, 24, 1536, 512),
+    "h7": (10, 3, 4.0, 3.5, 26, 2048, 600),
+}
 
 
 def _swap_halo(layer: Any) -> Any:
@@ -48,9 +116,10 @@ def _with_attnzoo_halo(cfg: ByoModelCfg) -> ByoModelCfg:
     )
 
 
-_TIMM_VARIANTS = ("halonet26t", "sehalonet33ts", "halonet50ts", "eca_halonext26ts", "halonet_h1")
+_TIMM_VARIANTS = ("halonet26t", "sehalonet33ts", "halonet50ts", "eca_halonext26ts")
 MODEL_CFGS: dict[str, ByoModelCfg] = {
-    f"az_{name}": _with_attnzoo_halo(timm_byoa_cfgs[name]) for name in _TIMM_VARIANTS
+    **{f"az_{name}": _with_attnzoo_halo(timm_byoa_cfgs[name]) for name in _TIMM_VARIANTS},
+    **{f"az_halonet_{h}": _paper_cfg(*spec[:6]) for h, spec in PAPER_VARIANTS.items()},
 }
 
 
@@ -120,7 +189,12 @@ default_cfgs = generate_default_cfgs(
             hf_hub_id="timm/eca_halonext26ts.c1_in1k",
             top1=79.50,
         ),
-        "az_halonet_h1.untrained": _cfg(),
+        **{
+            f"az_halonet_{h}.untrained": _cfg(
+                input_size=(3, spec[6], spec[6]), pool_size=(spec[6] // 32, spec[6] // 32), crop_pct=1.0
+            )
+            for h, spec in PAPER_VARIANTS.items()
+        },
     }
 )
 
@@ -149,7 +223,16 @@ def az_eca_halonext26ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
     return _create("az_eca_halonext26ts", pretrained=pretrained, **kwargs)
 
 
-@register_family_model("halonet", convert_halonet)
-def az_halonet_h1(pretrained: bool = False, **kwargs: Any) -> HaloNet:
-    """HaloNet-H1 as timm defines it (all stages halo attention; no released weights)."""
-    return _create("az_halonet_h1", pretrained=pretrained, **kwargs)
+def _paper_entry(h: str):
+    name = f"az_halonet_{h}"
+
+    def entry(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+        return _create(name, pretrained=pretrained, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"HaloNet-{h.upper()} from the paper's configuration table (no released weights)."
+    return register_family_model("halonet", convert_halonet)(entry)
+
+
+for _h in PAPER_VARIANTS:
+    globals()[f"az_halonet_{_h}"] = _paper_entry(_h)

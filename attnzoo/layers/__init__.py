@@ -1,0 +1,5 @@
+"""Attention and mixer modules shared by the backbones (built on attnzoo.kernels)."""
+
+from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
+
+__all__ = ["HaloAttention", "RelPosTables"]
