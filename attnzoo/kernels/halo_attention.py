@@ -515,6 +515,15 @@ if triton_available():
         )
         return dq, dk.to(k.dtype), dvv.to(v.dtype), dqrh, dqrw
 
+    @_halo_attention_op.register_fake
+    def _halo_attention_fake(q, k, v, qrh, qrw, block_q, block_kv, win, scale):
+        out = q.new_empty((*q.shape[:3], v.shape[-1]))
+        return out, q.new_empty(q.shape[:3], dtype=torch.float32)
+
+    @_halo_attention_backward_op.register_fake
+    def _halo_attention_backward_fake(grad_out, q, k, v, qrh, qrw, out, lse, block_q, block_kv, win, scale):
+        return tuple(torch.empty_like(t) for t in (q, k, v, qrh, qrw))
+
     def _setup_context(ctx, inputs, output) -> None:
         q, k, v, qrh, qrw, block_q, block_kv, win, scale = inputs
         out, lse = output

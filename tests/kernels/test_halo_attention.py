@@ -78,3 +78,17 @@ def test_bad_shapes_are_named():
         halo_attention_reference(q, k[:, :-1], v, qrh, qrw, *meta)
     with pytest.raises(ValueError, match="relative logits"):
         halo_attention_reference(q, k, v, qrh[..., :-1], qrw, *meta)
+
+
+def test_custom_op_registration():
+    """Schema, autograd registration and fake (meta) impl are consistent (what torch.compile relies on).
+
+    The AOT-dispatch checks run the kernel on functional tensors, which the CPU interpreter cannot
+    do, so they run on GPU only.
+    """
+    tensors, meta = random_problem(2)
+    tensors = [t.to(DEVICE).requires_grad_() for t in tensors]
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    if DEVICE == "cuda":
+        utils += ("test_aot_dispatch_dynamic",)
+    torch.library.opcheck(torch.ops.attnzoo.halo_attention.default, (*tensors, *meta), test_utils=utils)
