@@ -59,7 +59,7 @@ def test_features_only_matches_feature_info(name):
     with torch.no_grad():
         feats = model(image(SMALL * 2))
     assert len(feats) == len(info.channels()) > 0
-    for f, ch, red in zip(feats, info.channels(), info.reduction()):
+    for f, ch, red in zip(feats, info.channels(), info.reduction(), strict=True):
         assert f.shape[1] == ch
         assert f.shape[-2:] == (SMALL * 2 // red, SMALL * 2 // red), f"stride {red}: got {tuple(f.shape)}"
 
@@ -72,7 +72,7 @@ def test_features_only_any_size(name, size):
     h, w = size
     with torch.no_grad():
         feats = model(image(h, w, batch=1))
-    for f, red in zip(feats, model.feature_info.reduction()):
+    for f, red in zip(feats, model.feature_info.reduction(), strict=True):
         assert f.shape[-2:] == (math.ceil(h / red), math.ceil(w / red)), f"stride {red}: {tuple(f.shape)}"
         assert torch.isfinite(f).all()
 
@@ -86,7 +86,7 @@ def test_forward_intermediates(name):
         only = model.forward_intermediates(x, intermediates_only=True)
         torch.testing.assert_close(final, model.forward_features(x))
     assert len(inter) == len(only) == len(model.feature_info)
-    for t, o, info in zip(inter, only, model.feature_info):
+    for t, o, info in zip(inter, only, model.feature_info, strict=True):
         torch.testing.assert_close(t, o)
         assert t.dim() == 4 and t.shape[1] == info["num_chs"]
         assert t.shape[-1] == SMALL // info["reduction"]
@@ -127,7 +127,16 @@ def test_no_weight_decay_names_parameters(name):
 def test_pretrained_cfg(name):
     model = make(name)
     cfg = model.pretrained_cfg
-    for field in ("architecture", "input_size", "mean", "std", "num_classes", "first_conv", "classifier", "license"):
+    for field in (
+        "architecture",
+        "input_size",
+        "mean",
+        "std",
+        "num_classes",
+        "first_conv",
+        "classifier",
+        "license",
+    ):
         assert cfg.get(field) is not None, f"pretrained_cfg lacks {field}"
     assert cfg["architecture"] == name
     modules = dict(model.named_modules())

@@ -28,7 +28,8 @@ if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
     echo "building mmcv $MMCV_VERSION with ops against torch $TORCH_VERSION (once; ~14 min on 2 cores)" >&2
     SRC=$(mktemp -d)
     trap 'rm -rf "$SRC"' EXIT
-    "$PY" -m pip download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$SRC"
+    # --no-build-isolation: the metadata step runs setup.py, which needs the pinned setuptools above.
+    "$PY" -m pip download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$SRC"
     tar -xzf "$SRC"/mmcv-"$MMCV_VERSION".tar.gz -C "$SRC"
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/mmcv-$MMCV_VERSION/setup.py"
     (cd "$SRC/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} \

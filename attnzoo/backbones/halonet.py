@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import make_divisible
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.byoanet import model_cfgs as timm_byoa_cfgs
-from timm.layers import make_divisible
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
 
 from attnzoo.backbones._convert import StateDict, verify_against_model
@@ -41,8 +41,15 @@ class HaloBottleneck(SelfAttnBlock):
     """
 
     def __init__(
-        self, in_chs: int, out_chs: int, stride: int = 1, value_ratio: float = 1.0, layers=None,
-        device=None, dtype=None, **kwargs: Any,
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        value_ratio: float = 1.0,
+        layers=None,
+        device=None,
+        dtype=None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(in_chs, out_chs, stride=stride, layers=layers, device=device, dtype=dtype, **kwargs)
         if value_ratio != 1.0:
@@ -63,7 +70,7 @@ def _paper_cfg(
     stage self-attention, base widths 64/128/256/512 at strides 4/8/16/32) with stage outputs of
     ``base * r_b`` around a ``base``-wide bottleneck, heads 4/8/8/8, and values ``r_v`` times wider.
     """
-    stages = zip((64, 128, 256, 512), (3, 3, stage3_depth, 3), (1, 2, 2, 2), (4, 8, 8, 8))
+    stages = zip((64, 128, 256, 512), (3, 3, stage3_depth, 3), (1, 2, 2, 2), (4, 8, 8, 8), strict=True)
     return ByoModelCfg(
         blocks=tuple(
             ByoBlockCfg(

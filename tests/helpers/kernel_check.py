@@ -51,11 +51,11 @@ def check_against_reference(
     differentiable = differentiable or [t.is_floating_point() for t in inputs]
     kernel_in = [
         t.detach().to(DEVICE, dtype).requires_grad_(g) if t.is_floating_point() else t.to(DEVICE)
-        for t, g in zip(inputs, differentiable)
+        for t, g in zip(inputs, differentiable, strict=True)
     ]
     ref_in = [
         t.detach().float().requires_grad_(g) if t.is_floating_point() else t
-        for t, g in zip(kernel_in, differentiable)
+        for t, g in zip(kernel_in, differentiable, strict=True)
     ]
     out = kernel_fn(*kernel_in)
     ref = reference_fn(*ref_in)
@@ -70,7 +70,7 @@ def check_against_reference(
     wrt_r = [t for t in ref_in if t.requires_grad]
     grads_k = torch.autograd.grad(out, wrt_k, grad)
     grads_r = torch.autograd.grad(ref, wrt_r, grad.float())
-    for n, (gk, gr) in enumerate(zip(grads_k, grads_r)):
+    for n, (gk, gr) in enumerate(zip(grads_k, grads_r, strict=True)):
         assert gk.dtype == dtype
         scale = max(1.0, gr.abs().max().item())
         errors[f"grad{n}"] = (gk.float() - gr).abs().max().item()

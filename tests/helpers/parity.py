@@ -60,7 +60,7 @@ def build_from_golden(golden_name: str, golden: dict) -> torch.nn.Module:
     # float64 *before* loading: loading into a float32 model would round the weights (~1e-7 error).
     model = timm.create_model(model_name, pretrained=False, **golden.get("kwargs", {})).double()
     converted = attnzoo.convert_official(model_name, official_state_dict(golden), model)
-    result = model.load_state_dict(converted, strict=False)
+    result = model.load_state_dict(converted, strict=True)
     assert not result.unexpected_keys, f"unexpected keys: {result.unexpected_keys}"
     params = {name for name, _ in model.named_parameters()}
     missing = sorted(set(result.missing_keys) & params)

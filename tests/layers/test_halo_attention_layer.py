@@ -61,7 +61,7 @@ def test_triton_path_matches_reference_with_gradients():
         out = layer(x)
         grads = torch.autograd.grad(out.square().sum(), [x, *layer.parameters()])
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=2e-5)
-    for g, r in zip(grads, ref_grads):
+    for g, r in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
 
 
