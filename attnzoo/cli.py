@@ -20,6 +20,7 @@ from attnzoo.zoo.bench import (
     resolve_input_size,
     smallest_variant_per_family,
 )
+from attnzoo.zoo.export import export_onnx
 from attnzoo.zoo.registry import family_of, list_families, list_models
 
 __all__ = ["main"]
@@ -116,6 +117,18 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    (name,) = _known_models([args.model])
+    report = export_onnx(name, args.output, img_size=args.img_size, opset=args.opset)
+    c, h, w = report.input_size
+    print(
+        f"wrote {report.path} ({name}, input Bx{c}x{h}x{w}, dynamic batch, opset {report.opset}); "
+        f"onnxruntime vs torch at batch {report.check_batch}: max |diff| {report.max_abs_diff:.3g} "
+        f"(max |output| {report.max_abs_output:.3g})"
+    )
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -146,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=_positive_int, default=3)
     p.add_argument("--device", default=_default_device(), help="torch device (default: cuda if available)")
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("export", help="export a model to ONNX and check it with onnxruntime")
+    p.add_argument("model")
+    p.add_argument("output", help="the .onnx file to write (replaced only if the export passes)")
+    p.add_argument("--img-size", type=_positive_int, help="input height/width (default: the model's)")
+    p.add_argument("--opset", type=_positive_int, default=18)
+    p.set_defaults(func=_cmd_export)
     return parser
 
 
