@@ -7,6 +7,7 @@ from timm.layers.halo_attn import HaloAttn
 
 from attnzoo.kernels import use_kernels
 from attnzoo.layers import HaloAttention
+from tests.helpers.kernel_check import DEVICE
 
 CONFIGS = [
     dict(block_size=8, halo_size=2),
@@ -52,8 +53,8 @@ def test_any_size_equals_zero_padded_timm(cfg, size):
 
 def test_triton_path_matches_reference_with_gradients():
     torch.manual_seed(0)
-    layer = HaloAttention(16, 16, num_heads=2, block_size=4, halo_size=1)
-    x = torch.randn(2, 16, 9, 11, requires_grad=True)
+    layer = HaloAttention(16, 16, num_heads=2, block_size=4, halo_size=1).to(DEVICE)
+    x = torch.randn(2, 16, 9, 11, device=DEVICE, requires_grad=True)
     with use_kernels("torch"):
         ref = layer(x)
         ref_grads = torch.autograd.grad(ref.square().sum(), [x, *layer.parameters()])
