@@ -1,9 +1,12 @@
 """Triton kernels with pure-torch references, and the rule that dispatches between them."""
 
+from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention
 from attnzoo.kernels.dispatch import kernel_backend, triton_available, use_kernels, use_triton
 from attnzoo.kernels.halo_attention import halo_attention, halo_attention_reference
 
 __all__ = [
+    "bilevel_routing",
+    "bilevel_routing_attention",
     "halo_attention",
     "halo_attention_reference",
     "kernel_backend",

@@ -3,4 +3,6 @@
 GOLDEN_MODELS: dict[str, str] = {
     "halonet26t": "az_halonet26t",
     "convit_tiny": "az_convit_tiny",
+    "biformer_tiny": "biformer_tiny",
+    "biformer_small": "biformer_small",
 }
