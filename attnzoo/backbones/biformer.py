@@ -23,6 +23,7 @@ from torch import nn
 
 from attnzoo.backbones._convert import StateDict, verify_against_model
 from attnzoo.backbones._registry import register_family_model
+from attnzoo.backbones._release import with_release_file
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 
 __all__ = ["BiFormer", "BiFormerBlock", "convert_biformer"]
@@ -311,6 +312,7 @@ def convert_biformer(state_dict: StateDict, model: nn.Module | None = None) -> S
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> BiFormer:
     out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    kwargs = with_release_file(variant, pretrained, _RELEASES, kwargs)
     return build_model_with_cfg(
         BiFormer,
         variant,
@@ -321,9 +323,8 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> BiFormer:
     )
 
 
-# The official README's release links (OneDrive). torch.hub caches a URL under its last path
-# component, which is "content" for all three: load them via pretrained_cfg_overlay=dict(file=...)
-# after downloading under distinct names if several variants are used on one machine.
+# The official README's release links (OneDrive). All three end in ".../root/content", so they are
+# downloaded under the variant's name (see attnzoo.backbones._release), not timm's URL cache name.
 _RELEASES = {
     "biformer_tiny": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHEOoGkgwgQzEDlM/root/content",
     "biformer_small": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHDyM-x9KWRBZ832/root/content",

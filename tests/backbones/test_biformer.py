@@ -37,6 +37,29 @@ def test_official_checkpoint_file_loads(tmp_path: Path):
     assert attnzoo.convert_official("biformer_tiny", {"model": sd}).keys() == sd.keys()
 
 
+def test_release_urls_download_under_the_variant_name(tmp_path: Path, monkeypatch):
+    """All official links end in '/root/content': each variant must get its own cached file."""
+    sd = {k: v.float() for k, v in official_state_dict(load_golden("biformer_tiny")).items()}
+    asked = []
+
+    def fake_download(source, check_hash=False, progress=False):
+        url, name = source
+        asked.append((url, name))
+        path = tmp_path / name
+        torch.save({"model": sd}, path)
+        return str(path)
+
+    monkeypatch.setattr("attnzoo.backbones._release.download_cached_file", fake_download)
+    model = timm.create_model("biformer_tiny", pretrained=True)
+    assert asked == [(model.pretrained_cfg["url"], "biformer_tiny.pth")]
+    assert asked[0][0].endswith("/root/content")
+    torch.testing.assert_close(model.state_dict()["head.weight"], sd["head.weight"], rtol=0, atol=0)
+    # a source the caller names wins: nothing is downloaded
+    own_file = dict(file=str(tmp_path / "biformer_tiny.pth"))
+    timm.create_model("biformer_tiny", pretrained=True, pretrained_cfg_overlay=own_file)
+    assert len(asked) == 1
+
+
 def test_converter_rejects_other_widths():
     sd = official_state_dict(load_golden("biformer_tiny"))
     narrow = timm.create_model("biformer_tiny", **SMALL_CFG)
