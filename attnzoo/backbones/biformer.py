@@ -21,6 +21,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, verify_against_model
 from attnzoo.backbones._registry import register_family_model
 from attnzoo.backbones._release import with_release_file
@@ -220,14 +221,6 @@ class BiFormer(nn.Module):
         )
 
     # ----------------------------------------------------------------- forward pieces
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            got = x.shape[1] if x.ndim == 4 else f"a {x.ndim}-d tensor"
-            raise ValueError(
-                f"BiFormer expects (B, {self.in_chans}, H, W) images with {self.in_chans} input channels, "
-                f"got {got} channels (shape {tuple(x.shape)})"
-            )
-
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample_layers[i](x)
         for blk in self.stages[i]:
@@ -239,7 +232,7 @@ class BiFormer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, ceil(H / 32), ceil(W / 32))`` map after the final BatchNorm."""
-        self._check_input(x)
+        check_images(x, self.in_chans, "BiFormer")
         for i in range(len(self.stages)):
             x = self._stage(i, x)
         return self.norm(x)
@@ -269,7 +262,7 @@ class BiFormer(nn.Module):
         """
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        self._check_input(x)
+        check_images(x, self.in_chans, "BiFormer")
         last = len(self.stages) - 1
         take, max_index = feature_take_indices(len(self.stages), indices)
         n_run = max_index + 1 if stop_early else len(self.stages)

@@ -19,6 +19,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, verify_against_model
 from attnzoo.backbones._registry import register_family_model
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
@@ -208,12 +209,7 @@ class ConViT(nn.Module):
 
     # ----------------------------------------------------------------- forward pieces
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            got = x.shape[1] if x.ndim == 4 else f"a {x.ndim}-d tensor"
-            raise ValueError(
-                f"ConViT expects (B, {self.in_chans}, H, W) images with {self.in_chans} input channels, "
-                f"got {got} channels (shape {tuple(x.shape)})"
-            )
+        check_images(x, self.in_chans, "ConViT")
         x = self.patch_embed(x)  # (B, gh, gw, C), padded up to whole patches
         grid = (x.shape[1], x.shape[2])
         x = x.flatten(1, 2)
