@@ -3,12 +3,22 @@
 from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention
 from attnzoo.kernels.dispatch import kernel_backend, triton_available, use_kernels, use_triton
 from attnzoo.kernels.halo_attention import halo_attention, halo_attention_reference
+from attnzoo.kernels.infinite_attention import (
+    infsa_linear,
+    infsa_linear_reference,
+    infsa_pure,
+    infsa_pure_reference,
+)
 
 __all__ = [
     "bilevel_routing",
     "bilevel_routing_attention",
     "halo_attention",
     "halo_attention_reference",
+    "infsa_linear",
+    "infsa_linear_reference",
+    "infsa_pure",
+    "infsa_pure_reference",
     "kernel_backend",
     "triton_available",
     "use_kernels",

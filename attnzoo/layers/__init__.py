@@ -3,12 +3,15 @@
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
+from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
 
 __all__ = [
     "BiLevelRoutingAttention",
     "GatedPositionalSelfAttention",
     "GlobalAttentionLePE",
     "HaloAttention",
+    "InfiniteSelfAttention",
     "MultiHeadSelfAttention",
     "RelPosTables",
+    "swap_attention",
 ]

@@ -5,4 +5,6 @@ GOLDEN_MODELS: dict[str, str] = {
     "convit_tiny": "az_convit_tiny",
     "biformer_tiny": "biformer_tiny",
     "biformer_small": "biformer_small",
+    "infvit_pure_4l": "infvit_pure_4l",
+    "infvit_linear_4l": "infvit_linear_4l",
 }

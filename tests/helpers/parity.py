@@ -44,7 +44,8 @@ def golden_tensor(seed: int, key: str, shape: list[int]) -> np.ndarray:
 def official_state_dict(golden: dict) -> dict[str, torch.Tensor]:
     """The official model's state dict as the golden's maker filled it."""
     return {
-        key: torch.from_numpy(np.ascontiguousarray(golden_tensor(golden["seed"], key, shape)))
+        # reshape: ascontiguousarray promotes 0-d arrays (e.g. InfSA's rho_logit) to shape (1,)
+        key: torch.from_numpy(np.ascontiguousarray(golden_tensor(golden["seed"], key, shape))).reshape(shape)
         for key, shape in golden["manifest"]
     }
 

@@ -1,0 +1,160 @@
+"""Triton Infinite Self-Attention (pure and linear) vs the torch references, forward and backward."""
+
+import pytest
+import torch
+
+from attnzoo.kernels import (
+    infsa_linear,
+    infsa_linear_reference,
+    infsa_pure,
+    infsa_pure_reference,
+    use_kernels,
+)
+from attnzoo.kernels.infinite_attention import infsa_linear_scores_reference, infsa_pure_scores_reference
+from tests.helpers.kernel_check import DEVICE, KERNEL_DTYPES, check_against_reference
+
+REFERENCES = {"pure": infsa_pure_reference, "linear": infsa_linear_reference}
+
+
+def random_problem(seed: int):
+    """q, k, v of shape [BH, N, D] (N often not a multiple of the 16..64 tiles) from the seed."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def pick(*options):
+        return options[torch.randint(len(options), (1,), generator=gen).item()]
+
+    bh, n = pick(1, 2, 3), pick(1, 5, 17, 37, 70, 100)
+    dqk, dv = pick(8, 16, 24, 32), pick(8, 16, 20)
+
+    def t(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    return [t(bh, n, dqk), t(bh, n, dqk), t(bh, n, dv)]
+
+
+def _op(name: str):
+    def run(q, k, v):
+        return getattr(torch.ops.attnzoo, name)(q, k, v, q.shape[-1] ** -0.5, 1e-6)[0]
+
+    return run
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+@pytest.mark.parametrize("seed", range(6))
+def test_pure_kernel_matches_reference(seed, dtype):
+    check_against_reference(_op("infsa_pure"), infsa_pure_reference, random_problem(seed), dtype, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+@pytest.mark.parametrize("seed", range(6))
+def test_linear_kernel_matches_reference(seed, dtype):
+    check_against_reference(
+        _op("infsa_linear"), infsa_linear_reference, random_problem(seed), dtype, seed=seed
+    )
+
+
+@pytest.mark.parametrize("op", ["pure", "linear"])
+def test_eps_and_scale_are_honoured(op):
+    """Both outputs are scale-invariant but for eps: a large eps makes a wrong scale or eps visible."""
+    q, k, v = random_problem(2)
+    eps, scale = 0.05, 0.3
+
+    def kernel(q, k, v):
+        return getattr(torch.ops.attnzoo, f"infsa_{op}")(q, k, v, scale, eps)[0]
+
+    def reference(q, k, v):
+        return REFERENCES[op](q, k, v, scale=scale, eps=eps)
+
+    check_against_reference(kernel, reference, [q, k, v], torch.float32)
+    default = REFERENCES[op](q, k, v)
+    assert (reference(q, k, v) - default).abs().max() > 1e-3
+
+
+def test_reference_is_the_official_formula_float64():
+    """Pure: rho * relu(qs ks^T) / (||.||_F + eps) @ v; linear: energy-pooled query, relu weights."""
+    q, k, v = (t.double() for t in random_problem(3))
+    d = q.shape[-1]
+    s = d**-0.5
+    r = torch.relu((q * s) @ (k * s).transpose(-1, -2))
+    n = r.pow(2).sum(dim=(-1, -2), keepdim=True).sqrt()
+    torch.testing.assert_close(
+        infsa_pure_reference(q, k, v, 0.7), 0.7 * (r / (n + 1e-6)) @ v, rtol=0, atol=1e-14
+    )
+    energy = (q * s).norm(dim=-1, keepdim=True)
+    q_bar = (energy / (energy.sum(-2, keepdim=True) + 1e-6) * q * s).sum(-2, keepdim=True)
+    a = torch.relu((q_bar * k * s).sum(-1, keepdim=True))
+    pooled = (a / (a.sum(-2, keepdim=True) + 1e-6) * v).sum(-2)
+    torch.testing.assert_close(infsa_linear_reference(q, k, v, 0.7), 0.7 * pooled, rtol=0, atol=1e-14)
+    assert infsa_pure_scores_reference(q, k).shape == (*q.shape[:2], q.shape[1])
+    weight_sums = infsa_linear_scores_reference(q, k).sum(-1)  # 1 - eps / sum(relu)
+    torch.testing.assert_close(weight_sums, torch.ones_like(weight_sums), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("op", ["pure", "linear"])
+def test_fp16_large_logits_stay_finite_and_correct(op):
+    """Logits of ~1e3: relu(S)**2 and its sum overflow fp16; kernels and references accumulate in fp32."""
+    gen = torch.Generator().manual_seed(0)
+    q, k = (40 * torch.randn(2, 45, 32, generator=gen).abs() for _ in range(2))
+    v = torch.randn(2, 45, 16, generator=gen)
+    h = [t.half() for t in (q, k, v)]
+    logits = (h[0].float() @ h[1].float().transpose(-1, -2)) / q.shape[-1]
+    assert logits.min() > 100
+    assert torch.isinf(logits.half().pow(2).sum()), "the test must overflow a naive fp16 sum of squares"
+    ref = REFERENCES[op](*[t.float() for t in h])
+    half_ref = REFERENCES[op](*h)
+    assert half_ref.dtype == torch.float16 and torch.isfinite(half_ref).all()
+    torch.testing.assert_close(half_ref.float(), ref, atol=3e-3, rtol=3e-3)
+    with use_kernels("triton"):
+        out = (infsa_pure if op == "pure" else infsa_linear)(*(t.to(DEVICE) for t in h))
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.float().cpu(), ref, atol=3e-3, rtol=3e-3)
+    check_against_reference(_op(f"infsa_{op}"), REFERENCES[op], [q, k, v], torch.float16)
+
+
+@pytest.mark.parametrize("op", ["pure", "linear"])
+def test_all_negative_logits(op):
+    """relu kills every logit: the output is 0 (the eps keeps it finite) and so are q / k gradients."""
+    gen = torch.Generator().manual_seed(0)
+    q = torch.rand(2, 21, 16, generator=gen) + 0.1
+    k = -(torch.rand(2, 21, 16, generator=gen) + 0.1)
+    v = torch.randn(2, 21, 16, generator=gen)
+    errs = check_against_reference(_op(f"infsa_{op}"), REFERENCES[op], [q, k, v], torch.float32)
+    assert errs["out"] == 0.0
+
+
+@pytest.mark.parametrize("op", ["pure", "linear"])
+def test_dispatch_and_rho_gradient(op):
+    """Public entry points: 4-d inputs, a tensor rho that receives its gradient, both backends agree."""
+    fn = infsa_pure if op == "pure" else infsa_linear
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 19, 16, generator=gen) for _ in range(3))
+    results = {}
+    for backend in ("torch", "triton"):
+        rho = torch.tensor(0.6, requires_grad=True)
+        with use_kernels(backend):
+            out = fn(q.to(DEVICE), k.to(DEVICE), v.to(DEVICE), rho.to(DEVICE))
+        out.square().sum().backward()
+        results[backend] = (out.detach().cpu(), rho.grad)
+    assert results["torch"][0].shape == ((2, 3, 19, 16) if op == "pure" else (2, 3, 16))
+    torch.testing.assert_close(results["triton"][0], results["torch"][0], atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(results["triton"][1], results["torch"][1], atol=1e-4, rtol=1e-4)
+    assert results["torch"][1].abs() > 0
+
+
+def test_bad_shapes_are_named():
+    q, k, v = random_problem(2)
+    for fn in (infsa_pure, infsa_linear):
+        with pytest.raises(ValueError, match="expects q, k of one shape"):
+            fn(q, k[:, :-1], v)
+        with pytest.raises(ValueError, match="expects q, k of one shape"):
+            fn(q, k, v[:, :-1])
+
+
+@pytest.mark.parametrize("op", ["infsa_pure", "infsa_linear"])
+def test_custom_op_registration(op):
+    """Schema, autograd registration and fake impl (what torch.compile / export rely on); AOT on GPU only."""
+    q, k, v = (t.to(DEVICE).requires_grad_() for t in random_problem(5))
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    if DEVICE == "cuda":
+        utils += ("test_aot_dispatch_dynamic",)
+    torch.library.opcheck(getattr(torch.ops.attnzoo, op).default, (q, k, v, 0.25, 1e-6), test_utils=utils)
