@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import resample_abs_pos_embed
 
 StateDict = dict[str, torch.Tensor]
 
@@ -33,3 +34,20 @@ def verify_against_model(state_dict: StateDict, model: torch.nn.Module | None) -
             lines.append(f"  {len(wrong)} shape mismatches, e.g. {wrong[:5]}")
         raise ValueError("\n".join(lines))
     return state_dict
+
+
+def fit_pos_embed(
+    state_dict: StateDict, model: torch.nn.Module | None, num_prefix_tokens: int = 0
+) -> StateDict:
+    """Resample a checkpoint's ``pos_embed`` (``(1, prefix + h * w, C)``, square grid) to the patch grid
+    ``model`` was built for, when the token counts differ (a model created with another ``img_size``).
+    """
+    have = state_dict.get("pos_embed")
+    want = getattr(model, "pos_embed", None)
+    if have is None or want is None or have.ndim != 3 or have.shape[2] != want.shape[2]:
+        return state_dict
+    if have.shape[1] == want.shape[1]:
+        return state_dict
+    grid = model.patch_embed.grid_size
+    resized = resample_abs_pos_embed(have, new_size=grid, num_prefix_tokens=num_prefix_tokens)
+    return {**state_dict, "pos_embed": resized}

@@ -20,7 +20,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from attnzoo.backbones._checks import check_images
-from attnzoo.backbones._convert import StateDict, verify_against_model
+from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
 from attnzoo.backbones._registry import register_family_model
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 
@@ -311,13 +311,7 @@ def convert_convit(state_dict: StateDict, model: nn.Module | None = None) -> Sta
     tables, resample ``pos_embed`` to the model's grid when the model was built for another size, verify.
     """
     out = {k: v for k, v in state_dict.items() if not k.endswith("rel_indices")}
-    if model is not None and "pos_embed" in out and isinstance(model, ConViT) and model.pos_embed is not None:
-        want = model.pos_embed.shape
-        have = out["pos_embed"]
-        if have.ndim == 3 and have.shape[0] == 1 and have.shape[2] == want[2] and have.shape[1] != want[1]:
-            out["pos_embed"] = resample_abs_pos_embed(
-                have, new_size=model.patch_embed.grid_size, num_prefix_tokens=0
-            )
+    out = fit_pos_embed(out, model)  # ConViT's pos_embed covers the patches only
     return verify_against_model(out, model)
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import LayerNorm, resample_abs_pos_embed
+from timm.layers import LayerNorm
 from timm.models import build_model_with_cfg, generate_default_cfgs
 from timm.models.vision_transformer import VisionTransformer
 
 from attnzoo.backbones._checks import check_images
-from attnzoo.backbones._convert import StateDict, verify_against_model
+from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
 from attnzoo.backbones._registry import register_family_model
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention
 
@@ -134,12 +134,9 @@ def convert_infvit(state_dict: StateDict, model: torch.nn.Module | None = None) 
             out[key] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
     else:
         out = dict(state_dict)
-    if isinstance(model, VisionTransformer) and model.pos_embed is not None and "pos_embed" in out:
-        have, want = out["pos_embed"], model.pos_embed
-        if have.ndim == 3 and have.shape[2] == want.shape[2] and have.shape[1] != want.shape[1]:
-            out["pos_embed"] = resample_abs_pos_embed(
-                have, new_size=model.patch_embed.grid_size, num_prefix_tokens=model.num_prefix_tokens
-            )
+    if isinstance(model, VisionTransformer):
+        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+        out = fit_pos_embed(out, model, num_prefix_tokens=prefix)
     return verify_against_model(out, model)
 
 
