@@ -1,4 +1,5 @@
-"""The ``attnzoo`` command: list models, show one model's facts and sources, benchmark models."""
+"""The ``attnzoo`` command: list models, show their facts and sources, benchmark, export to ONNX,
+convert official checkpoints into Hub folders and push them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from attnzoo.zoo.bench import (
     smallest_variant_per_family,
 )
 from attnzoo.zoo.export import export_onnx
+from attnzoo.zoo.publish import convert_checkpoint, push_folder
 from attnzoo.zoo.registry import family_of, list_families, list_models
 
 __all__ = ["main"]
@@ -113,6 +115,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    (name,) = _known_models([args.model])
+    try:
+        done = convert_checkpoint(name, args.checkpoint, args.output, overwrite=args.overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    print(
+        f"wrote {done.folder} ({name}, {done.params / 1e6:.2f} M params, {done.num_classes} classes; "
+        f"source sha256 {done.source_sha256[:12]}): model.safetensors, config.json, README.md"
+    )
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    try:
+        url = push_folder(args.folder, args.repo_id, private=args.private)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    print(f"pushed {args.folder} to {url}")
+    return 0
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -165,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=_positive_int, help="input height/width (default: the model's)")
     p.add_argument("--opset", type=_positive_int, default=18)
     p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("convert", help="convert an official checkpoint into a Hub-ready timm folder")
+    p.add_argument("model")
+    p.add_argument("checkpoint", help="the official .pth / .safetensors file")
+    p.add_argument("output", help="folder to write (model.safetensors, config.json, README.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("push", help="upload a converted folder to the Hugging Face Hub")
+    p.add_argument("folder")
+    p.add_argument("repo_id", help="e.g. your-org/biformer_tiny.in1k")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=_cmd_push)
     return parser
 
 
