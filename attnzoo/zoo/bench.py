@@ -16,6 +16,7 @@ from typing import Any
 import timm
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from attnzoo.kernels import dispatch
@@ -29,6 +30,7 @@ __all__ = [
     "create_for_size",
     "feature_strides",
     "format_table",
+    "kernels_used",
     "param_count",
     "resolve_input_size",
     "smallest_variant_per_family",
@@ -40,7 +42,8 @@ class BenchResult:
     """One row of a model benchmark: static facts plus the measured throughput.
 
     ``gflops`` is per image at ``input_size`` (torch's count, 2 FLOPs per multiply-add);
-    ``images_per_s`` is measured at ``batch_size`` on ``device`` with ``kernel_backend``.
+    ``images_per_s`` is measured at ``batch_size`` on ``device``; ``kernel_backend`` names the attnzoo
+    Triton ops the model ran (see :func:`kernels_used`).
     """
 
     model: str
@@ -96,10 +99,27 @@ def feature_strides(model_name: str, model: nn.Module | None = None) -> tuple[in
         return tuple(int(f["reduction"]) for f in info)
 
 
-def _kernel_backend_for(device: torch.device) -> str:
-    """'triton' where the dispatch rule would pick Triton for tensors on ``device``, else 'torch'."""
-    probe = torch.empty(1, device=device)
-    return "triton" if dispatch.use_triton(probe) else "torch"
+class _AttnzooOpRecorder(TorchDispatchMode):
+    """Records the attnzoo ops (the Triton kernels' ``torch.library`` ops) that a forward calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "attnzoo":
+            self.ops.add(func._opname)
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_used(model: nn.Module, x: torch.Tensor) -> str:
+    """What runs ``model``'s attention on ``x``: 'triton: <ops>' for the attnzoo Triton ops one forward
+    calls, or 'torch' when none is (CPU, a family without a custom kernel, or ``ATTNZOO_KERNELS=torch``).
+    """
+    recorder = _AttnzooOpRecorder()
+    with torch.no_grad(), recorder:
+        model(x)
+    return "triton: " + ", ".join(sorted(recorder.ops)) if recorder.ops else "torch"
 
 
 def resolve_input_size(model: nn.Module, img_size: int | Sequence[int] | None = None) -> tuple[int, int, int]:
@@ -149,8 +169,8 @@ def benchmark_model(
     strides = feature_strides(name, model)
 
     model = model.to(device)
-    backend = _kernel_backend_for(device)
     x = torch.randn(batch_size, *input_size, device=device)
+    backend = kernels_used(model, x)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -10,6 +10,8 @@ import timm
 import torch
 
 from attnzoo.cli import main
+from attnzoo.kernels import use_kernels
+from attnzoo.layers import HaloAttention
 from attnzoo.zoo import family_of, list_families, list_models
 from attnzoo.zoo.bench import (
     BenchResult,
@@ -17,6 +19,7 @@ from attnzoo.zoo.bench import (
     count_gflops,
     count_params,
     format_table,
+    kernels_used,
     param_count,
     resolve_input_size,
     smallest_variant_per_family,
@@ -178,3 +181,14 @@ def test_python_dash_m() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert SMALL_MODEL in proc.stdout
+
+
+def test_kernels_column_names_the_triton_ops_that_ran() -> None:
+    layer = HaloAttention(16, 16, num_heads=2, block_size=4, halo_size=1).eval()
+    x = torch.randn(1, 16, 8, 8)
+    with use_kernels("triton"):  # on CPU through TRITON_INTERPRET=1 (tests/conftest.py)
+        assert kernels_used(layer, x) == "triton: halo_attention"
+        # ConViT has no custom kernel: forcing Triton changes nothing, and the column says so
+        assert kernels_used(timm.create_model(SMALL_MODEL).eval(), torch.randn(1, 3, 32, 32)) == "torch"
+    with use_kernels("torch"):
+        assert kernels_used(layer, x) == "torch"
