@@ -1,0 +1,82 @@
+"""Train an mmdet / mmseg model from a config: OpenMMLab's ``tools/train.py``, trimmed.
+
+    python tools/train.py configs/det/retinanet_biformer_tiny_fpn_1x_coco.py [--work-dir DIR] [--amp]
+    bash tools/dist_train.sh CONFIG GPUS [args]      # torchrun, --launcher pytorch
+
+The config's ``default_scope`` (``mmdet`` or ``mmseg``, from its ``mmdet::`` / ``mmseg::`` base) picks
+the registries; ``custom_imports=dict(imports=['attnzoo.mm'])`` registers the backbone adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from attnzoo.mm import allow_mmengine_checkpoints
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a detector or segmentor")
+    parser.add_argument("config", help="config file")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (AmpOptimWrapper)")
+    parser.add_argument("--auto-scale-lr", action="store_true", help="scale lr by the actual batch size")
+    parser.add_argument(
+        "--resume", nargs="?", const="auto", help="resume from this checkpoint, or the latest in work-dir"
+    )
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if args.auto_scale_lr:
+        if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
+            raise ValueError("--auto-scale-lr needs auto_scale_lr.base_batch_size in the config")
+        cfg.auto_scale_lr.enable = True
+    if args.launcher != "none" and not torch.cuda.is_available():  # CPU-only distributed run: gloo
+        cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+        wrapper = dict(type="CpuDistributedDataParallel", broadcast_buffers=False)
+        wrapper["find_unused_parameters"] = cfg.get("find_unused_parameters", False)
+        cfg.model_wrapper_cfg = cfg.get("model_wrapper_cfg") or wrapper
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> Runner:
+    cfg = build_config(parse_args(argv))
+    allow_mmengine_checkpoints()  # load_from / resume under torch >= 2.6 (weights_only loads)
+    if cfg.launcher == "pytorch" and not torch.cuda.is_available() and not dist.is_initialized():
+        # mmengine's init_dist calls torch.cuda.set_device; on CPU start gloo here, the runner then skips it
+        dist.init_process_group(backend="gloo")
+    runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
+    runner.train()
+    return runner
+
+
+if __name__ == "__main__":
+    main()
