@@ -10,44 +10,31 @@ the registries; ``custom_imports=dict(imports=['attnzoo.mm'])`` registers the ba
 from __future__ import annotations
 
 import argparse
-import os
-import os.path as osp
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from attnzoo.mm import allow_mmengine_checkpoints
+from attnzoo.mm.runner import add_common_args, load_config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a detector or segmentor")
     parser.add_argument("config", help="config file")
-    parser.add_argument("--work-dir", help="where logs and checkpoints go")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (AmpOptimWrapper)")
     parser.add_argument("--auto-scale-lr", action="store_true", help="scale lr by the actual batch size")
     parser.add_argument(
         "--resume", nargs="?", const="auto", help="resume from this checkpoint, or the latest in work-dir"
     )
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="key=value overrides")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parser.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args)
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")

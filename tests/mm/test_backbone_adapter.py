@@ -8,22 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import timm
 import torch
+from mmdet.registry import MODELS as DET_MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData, PixelData
+from mmseg.registry import MODELS as SEG_MODELS
+from mmseg.structures import SegDataSample
 
-pytest.importorskip("mmdet")
-pytest.importorskip("mmseg")
-
-import timm  # noqa: E402
-from mmdet.registry import MODELS as DET_MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-from mmengine.structures import InstanceData, PixelData  # noqa: E402
-from mmseg.registry import MODELS as SEG_MODELS  # noqa: E402
-from mmseg.structures import SegDataSample  # noqa: E402
-
-import attnzoo  # noqa: E402
-from attnzoo.mm import AttnZooBackbone  # noqa: E402
+import attnzoo
+from attnzoo.mm import AttnZooBackbone
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.py"))
