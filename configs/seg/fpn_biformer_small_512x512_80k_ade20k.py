@@ -1,0 +1,5 @@
+# fpn_biformer_small_512x512_80k_ade20k: the BiFormer-T config with the small backbone
+# (its settings already are the official sfpn.biformer_small.py's).
+_base_ = ["./fpn_biformer_tiny_512x512_80k_ade20k.py"]
+
+model = dict(backbone=dict(model_name="biformer_small"))
