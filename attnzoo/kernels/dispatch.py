@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -53,10 +52,13 @@ def use_kernels(backend: Backend) -> Iterator[None]:
         _override.reset(token)
 
 
-@functools.cache
+# Looked up once: a constant is free to read, also inside a torch.compile'd graph.
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
     """True when the ``triton`` package can be imported."""
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def triton_interpreter() -> bool:
