@@ -21,7 +21,7 @@ from torch import nn
 
 from attnzoo.kernels import use_kernels
 from attnzoo.zoo.bench import create_for_size, resolve_input_size
-from attnzoo.zoo.registry import list_models
+from attnzoo.zoo.registry import require_model
 
 __all__ = ["ExportReport", "export_onnx"]
 
@@ -62,8 +62,7 @@ def export_onnx(
 
     path = Path(path)
     if isinstance(model, str):
-        if model not in list_models():
-            raise ValueError(f"unknown model {model!r} (see `attnzoo list`)")
+        require_model(model)
         net = create_for_size(model, img_size)
     else:
         net = model.eval()

@@ -24,7 +24,7 @@ from timm.models._hub import generate_readme, save_for_hf
 from attnzoo.zoo.bench import count_params
 from attnzoo.zoo.convert import convert_official
 from attnzoo.zoo.pretrained import load_checkpoint_file
-from attnzoo.zoo.registry import list_models
+from attnzoo.zoo.registry import require_model
 
 __all__ = ["ConvertedCheckpoint", "convert_checkpoint", "model_card", "push_folder"]
 
@@ -93,8 +93,7 @@ def convert_checkpoint(
     Raises ``ValueError`` for an unknown model or a checkpoint that does not fit it, and
     ``FileExistsError`` when ``folder`` exists and ``overwrite`` is false.
     """
-    if model_name not in list_models():
-        raise ValueError(f"unknown model {model_name!r} (see `attnzoo list`)")
+    require_model(model_name)
     checkpoint, folder = Path(checkpoint), Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")

@@ -19,6 +19,12 @@ def list_models(family: str | None = None) -> list[str]:
     return [name for names in FAMILIES.values() for name in names]
 
 
+def require_model(model_name: str) -> None:
+    """Raise ``ValueError`` naming ``model_name`` unless attnzoo registers it."""
+    if model_name not in list_models():
+        raise ValueError(f"unknown model {model_name!r} (see `attnzoo list`)")
+
+
 def family_of(model_name: str) -> str:
     """The family that registered ``model_name``."""
     for family, names in FAMILIES.items():
