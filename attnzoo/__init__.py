@@ -4,7 +4,7 @@
 """
 
 from attnzoo import backbones  # noqa: F401  (registers the models with timm)
-from attnzoo.zoo import convert_official, list_models
+from attnzoo.zoo import UnknownModelError, convert_official, list_models
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "convert_official", "list_models"]
+__all__ = ["UnknownModelError", "__version__", "convert_official", "list_models"]

@@ -12,18 +12,17 @@ import torch
 from timm.models import get_arch_name, get_arch_pretrained_cfgs
 from tqdm import tqdm
 
-from attnzoo.zoo.bench import (
-    benchmark_model,
+from attnzoo.zoo.bench import benchmark_model, format_table
+from attnzoo.zoo.export import export_onnx
+from attnzoo.zoo.facts import (
     count_gflops,
     count_params,
     create_for_size,
-    format_table,
     resolve_input_size,
     smallest_variant_per_family,
 )
-from attnzoo.zoo.export import export_onnx
 from attnzoo.zoo.publish import convert_checkpoint, push_folder
-from attnzoo.zoo.registry import family_of, list_families, list_models
+from attnzoo.zoo.registry import UnknownModelError, family_of, list_models, require_model
 
 __all__ = ["main"]
 
@@ -33,17 +32,12 @@ class UsageError(Exception):
 
 
 def _known_models(names: Sequence[str]) -> list[str]:
-    known = set(list_models())
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        plural = "s" if len(unknown) > 1 else ""
-        raise UsageError(f"unknown model{plural}: {', '.join(unknown)} (see `attnzoo list`)")
+    for name in names:
+        require_model(name)
     return list(names)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    if args.family is not None and args.family not in list_families():
-        raise UsageError(f"unknown family {args.family!r}; known: {', '.join(list_families())}")
     names = list_models(args.family)
     if args.pretrained:
         with_weights = {get_arch_name(n) for n in timm.list_pretrained()}
@@ -213,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return int(args.func(args))
-    except UsageError as err:
+    except (UsageError, UnknownModelError) as err:
         print(f"attnzoo {args.command}: error: {err}", file=sys.stderr)
         return 2
 

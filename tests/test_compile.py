@@ -10,7 +10,7 @@ import pytest
 import timm
 import torch
 
-from attnzoo.zoo.bench import smallest_variant_per_family
+from attnzoo.zoo.facts import smallest_variant_per_family
 
 # The smallest model of each family, plus InfViT's pure mode (another attention graph).
 MODELS = sorted({*smallest_variant_per_family(), "infvit_pure_tiny_patch16_224"})

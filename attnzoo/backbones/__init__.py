@@ -1,6 +1,10 @@
-"""One module per model family; importing this package registers every family with timm."""
+"""One module per model family; importing this package registers every family with timm.
+
+Each module declares its :class:`~attnzoo.backbones._family.Family` record once and writes its model
+entry points out with ``@register_model``; :data:`FAMILIES` holds the records in import order.
+"""
 
 from attnzoo.backbones import biformer, convit, halonet, infvit  # noqa: F401  (registration side effects)
-from attnzoo.backbones._registry import CONVERTERS, FAMILIES
+from attnzoo.backbones._family import FAMILIES, Family, UnknownModelError, family_of
 
-__all__ = ["CONVERTERS", "FAMILIES"]
+__all__ = ["FAMILIES", "Family", "UnknownModelError", "family_of"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from timm.models._hub import download_cached_file
+from attnzoo._timm import download_cached_file
 
 __all__ = ["with_release_file"]
 

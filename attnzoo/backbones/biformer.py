@@ -17,14 +17,13 @@ import torch
 import torch.utils.checkpoint
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs
-from timm.models._features import feature_take_indices
+from timm.models import register_model
 from torch import nn
 
+from attnzoo._timm import feature_take_indices
 from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, verify_against_model
-from attnzoo.backbones._registry import register_family_model
-from attnzoo.backbones._release import with_release_file
+from attnzoo.backbones._family import Family, register_family
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 
 __all__ = ["BiFormer", "BiFormerBlock", "convert_biformer"]
@@ -303,80 +302,79 @@ def convert_biformer(state_dict: StateDict, model: nn.Module | None = None) -> S
     return verify_against_model({k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}, model)
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> BiFormer:
-    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
-    kwargs = with_release_file(variant, pretrained, _RELEASES, kwargs)
-    return build_model_with_cfg(
-        BiFormer,
-        variant,
-        pretrained,
-        pretrained_filter_fn=convert_biformer,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
-    )
-
-
-# The official README's release links (OneDrive). All three end in ".../root/content", so they are
-# downloaded under the variant's name (see attnzoo.backbones._release), not timm's URL cache name.
-_RELEASES = {
-    "biformer_tiny": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHEOoGkgwgQzEDlM/root/content",
-    "biformer_small": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHDyM-x9KWRBZ832/root/content",
-    "biformer_base": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHI_XPhoadjaNxtO/root/content",
-}
-
-
-def _cfg(name: str, top1: float, params_m: float, gflops: float, **kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": _RELEASES[name],
-        "notes": (
-            f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs "
-            "(official README)",
+FAMILY = register_family(
+    Family(
+        name="biformer",
+        module=__name__,
+        paper="BiFormer: Vision Transformer with Bi-Level Routing Attention",
+        paper_ids="arXiv:2303.08810",
+        repo="https://github.com/rayleizhu/BiFormer",
+        license="mit",
+        converter=convert_biformer,
+        cfg=dict(
+            num_classes=1000,
+            input_size=(3, 224, 224),
+            pool_size=(7, 7),
+            crop_pct=0.875,
+            interpolation="bicubic",
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
+            fixed_input_size=False,
+            first_conv="downsample_layers.0.0",
+            classifier="head",
         ),
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "fixed_input_size": False,
-        "first_conv": "downsample_layers.0.0",
-        "classifier": "head",
-        "license": "mit",
-        "paper_ids": "arXiv:2303.08810",
-        "paper_name": "BiFormer: Vision Transformer with Bi-Level Routing Attention",
-        "origin_url": "https://github.com/rayleizhu/BiFormer",
-        **kwargs,
-    }
+        # The official README's release links (OneDrive). All three end in ".../root/content", so they
+        # are downloaded under the variant's name (attnzoo.backbones._release), not timm's URL cache name.
+        releases={
+            "biformer_tiny": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHEOoGkgwgQzEDlM/root/content",
+            "biformer_small": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHDyM-x9KWRBZ832/root/content",
+            "biformer_base": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHI_XPhoadjaNxtO/root/content",
+        },
+        goldens={"biformer_tiny": "biformer_tiny", "biformer_small": "biformer_small"},
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+    )
+)
 
 
-default_cfgs = generate_default_cfgs(
+def _release(name: str, top1: float, params_m: float, gflops: float) -> dict[str, Any]:
+    notes = (
+        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs "
+        "(official README)"
+    )
+    return dict(url=FAMILY.releases[name], notes=(notes,))
+
+
+default_cfgs = FAMILY.default_cfgs(
     {
-        "biformer_tiny.in1k": _cfg("biformer_tiny", 81.4, 13.1, 2.2),
-        "biformer_small.in1k": _cfg("biformer_small", 83.8, 25.5, 4.5),
-        "biformer_base.in1k": _cfg("biformer_base", 84.3, 56.8, 9.8),
+        "biformer_tiny.in1k": _release("biformer_tiny", 81.4, 13.1, 2.2),
+        "biformer_small.in1k": _release("biformer_small", 83.8, 25.5, 4.5),
+        "biformer_base.in1k": _release("biformer_base", 84.3, 56.8, 9.8),
     }
 )
 
 _COMMON = dict(head_dim=32, n_win=7, topks=(1, 4, 16, -2), mlp_ratios=(3, 3, 3, 3), side_dwconv=5)
 
 
-@register_family_model("biformer", convert_biformer)
+def _create(variant: str, pretrained: bool, model_args: dict[str, Any], **kwargs: Any) -> BiFormer:
+    return FAMILY.build(BiFormer, variant, pretrained, **{**_COMMON, **model_args, **kwargs})
+
+
+@register_model
 def biformer_tiny(pretrained: bool = False, **kwargs: Any) -> BiFormer:
     """BiFormer-T: depths 2-2-8-2, widths 64-128-256-512, top-k 1/4/16 then global attention."""
-    args = dict(_COMMON, depths=(2, 2, 8, 2), embed_dims=(64, 128, 256, 512))
-    return _create("biformer_tiny", pretrained, **dict(args, **kwargs))
+    model_args = dict(depths=(2, 2, 8, 2), embed_dims=(64, 128, 256, 512))
+    return _create("biformer_tiny", pretrained, model_args, **kwargs)
 
 
-@register_family_model("biformer", convert_biformer)
+@register_model
 def biformer_small(pretrained: bool = False, **kwargs: Any) -> BiFormer:
     """BiFormer-S: depths 4-4-18-4, widths 64-128-256-512."""
-    args = dict(_COMMON, depths=(4, 4, 18, 4), embed_dims=(64, 128, 256, 512))
-    return _create("biformer_small", pretrained, **dict(args, **kwargs))
+    model_args = dict(depths=(4, 4, 18, 4), embed_dims=(64, 128, 256, 512))
+    return _create("biformer_small", pretrained, model_args, **kwargs)
 
 
-@register_family_model("biformer", convert_biformer)
+@register_model
 def biformer_base(pretrained: bool = False, **kwargs: Any) -> BiFormer:
     """BiFormer-B: depths 4-4-18-4, widths 96-192-384-768."""
-    args = dict(_COMMON, depths=(4, 4, 18, 4), embed_dims=(96, 192, 384, 768))
-    return _create("biformer_base", pretrained, **dict(args, **kwargs))
+    model_args = dict(depths=(4, 4, 18, 4), embed_dims=(96, 192, 384, 768))
+    return _create("biformer_base", pretrained, model_args, **kwargs)

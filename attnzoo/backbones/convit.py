@@ -15,13 +15,13 @@ import torch
 import torch.utils.checkpoint
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
-from timm.models import build_model_with_cfg, generate_default_cfgs
-from timm.models._features import feature_take_indices
+from timm.models import register_model
 from torch import nn
 
+from attnzoo._timm import feature_take_indices
 from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._registry import register_family_model
+from attnzoo.backbones._family import Family, register_family
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 
 __all__ = ["ConViT", "ConViTBlock", "convert_convit"]
@@ -315,68 +315,69 @@ def convert_convit(state_dict: StateDict, model: nn.Module | None = None) -> Sta
     return verify_against_model(out, model)
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> ConViT:
-    out_indices = kwargs.pop("out_indices", 3)
-    return build_model_with_cfg(
-        ConViT,
-        variant,
-        pretrained,
-        pretrained_filter_fn=convert_convit,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
+FAMILY = register_family(
+    Family(
+        name="convit",
+        module=__name__,
+        paper="ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases",
+        paper_ids="arXiv:2103.10697",
+        repo="https://github.com/facebookresearch/convit",
+        license="apache-2.0",
+        converter=convert_convit,
+        cfg=dict(
+            num_classes=1000,
+            input_size=(3, 224, 224),
+            pool_size=None,
+            crop_pct=0.875,
+            interpolation="bicubic",
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
+            fixed_input_size=False,
+            first_conv="patch_embed.proj",
+            classifier="head",
+        ),
+        goldens={"convit_tiny": "az_convit_tiny"},
+        feature_cfg=dict(feature_cls="getter", out_indices=3),
+    )
+)
+
+
+def _release(name: str, top1: float) -> dict[str, Any]:
+    return dict(
+        url=f"https://dl.fbaipublicfiles.com/convit/{name}.pth",
+        hf_hub_id=f"timm/{name}.fb_in1k",
+        notes=(f"original ImageNet-1k top-1 {top1:.1f} at 224px (paper / official release)",),
     )
 
 
-def _cfg(name: str, top1: float, **kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": f"https://dl.fbaipublicfiles.com/convit/{name}.pth",
-        "hf_hub_id": f"timm/{name}.fb_in1k",
-        "notes": (f"original ImageNet-1k top-1 {top1:.1f} at 224px (paper / official release)",),
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": None,
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "fixed_input_size": False,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:2103.10697",
-        "paper_name": "ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases",
-        "origin_url": "https://github.com/facebookresearch/convit",
-        **kwargs,
-    }
-
-
-default_cfgs = generate_default_cfgs(
+default_cfgs = FAMILY.default_cfgs(
     {
-        "az_convit_tiny.fb_in1k": _cfg("convit_tiny", 73.1),
-        "az_convit_small.fb_in1k": _cfg("convit_small", 81.3),
-        "az_convit_base.fb_in1k": _cfg("convit_base", 82.4),
+        "az_convit_tiny.fb_in1k": _release("convit_tiny", 73.1),
+        "az_convit_small.fb_in1k": _release("convit_small", 81.3),
+        "az_convit_base.fb_in1k": _release("convit_base", 82.4),
     }
 )
 
 
-def _variant(variant: str, pretrained: bool, heads: int, **kwargs: Any) -> ConViT:
+def _create(variant: str, pretrained: bool, heads: int, **kwargs: Any) -> ConViT:
+    """ConViT's variants differ only in the head count: 48 channels per head, 12 blocks (10 GPSA)."""
     args = dict(embed_dim=48 * heads, num_heads=heads, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create(variant, pretrained, **dict(args, **kwargs))
+    return FAMILY.build(ConViT, variant, pretrained, **{**args, **kwargs})
 
 
-@register_family_model("convit", convert_convit)
+@register_model
 def az_convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-Ti: 192 wide, 4 heads, 12 blocks (10 GPSA)."""
-    return _variant("az_convit_tiny", pretrained, 4, **kwargs)
+    return _create("az_convit_tiny", pretrained, 4, **kwargs)
 
 
-@register_family_model("convit", convert_convit)
+@register_model
 def az_convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-S: 432 wide, 9 heads, 12 blocks (10 GPSA)."""
-    return _variant("az_convit_small", pretrained, 9, **kwargs)
+    return _create("az_convit_small", pretrained, 9, **kwargs)
 
 
-@register_family_model("convit", convert_convit)
+@register_model
 def az_convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-B: 768 wide, 16 heads, 12 blocks (10 GPSA)."""
-    return _variant("az_convit_base", pretrained, 16, **kwargs)
+    return _create("az_convit_base", pretrained, 16, **kwargs)

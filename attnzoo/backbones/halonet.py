@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import make_divisible
-from timm.models import build_model_with_cfg, generate_default_cfgs
-from timm.models.byoanet import model_cfgs as timm_byoa_cfgs
+from timm.models import register_model
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
 
+from attnzoo._timm import byoanet_model_cfgs as timm_byoa_cfgs
 from attnzoo.backbones._convert import StateDict, verify_against_model
-from attnzoo.backbones._registry import register_family_model
+from attnzoo.backbones._family import Family, register_family
 from attnzoo.layers import HaloAttention
 
 __all__ = ["HaloNet", "convert_halonet"]
@@ -135,111 +135,136 @@ def convert_halonet(state_dict: StateDict, model: torch.nn.Module | None = None)
     return verify_against_model(dict(state_dict), model)
 
 
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HaloNet:
-    return build_model_with_cfg(
-        HaloNet,
-        variant,
-        pretrained,
-        model_cfg=MODEL_CFGS[variant],
+FAMILY = register_family(
+    Family(
+        name="halonet",
+        module=__name__,
+        paper="Scaling Local Self-Attention for Parameter Efficient Visual Backbones",
+        paper_ids="arXiv:2103.12731",
+        repo="https://github.com/huggingface/pytorch-image-models",
+        license="apache-2.0",
+        converter=convert_halonet,
+        cfg=dict(
+            url="",
+            num_classes=1000,
+            input_size=(3, 256, 256),
+            pool_size=(8, 8),
+            crop_pct=0.94,
+            interpolation="bicubic",
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
+            first_conv="stem.conv1.conv",
+            classifier="head.fc",
+            fixed_input_size=False,
+        ),
+        goldens={"halonet26t": "az_halonet26t"},
         feature_cfg=dict(flatten_sequential=True),
-        pretrained_filter_fn=convert_halonet,
-        **kwargs,
     )
+)
+
+
+def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    return FAMILY.build(HaloNet, variant, pretrained, model_cfg=MODEL_CFGS[variant], **kwargs)
 
 
 _RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/"
 
 
-def _cfg(url: str = "", top1: float | None = None, **kwargs: Any) -> dict[str, Any]:
-    notes = (f"original ImageNet-1k top-1 {top1:.2f} at 256px (timm)",) if top1 else None
-    return {
-        "notes": notes,
-        "url": url,
-        "num_classes": 1000,
-        "input_size": (3, 256, 256),
-        "pool_size": (8, 8),
-        "crop_pct": 0.94,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "stem.conv1.conv",
-        "classifier": "head.fc",
-        "fixed_input_size": False,
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:2103.12731",
-        "paper_name": "Scaling Local Self-Attention for Parameter Efficient Visual Backbones",
-        "origin_url": "https://github.com/huggingface/pytorch-image-models",
-        **kwargs,
-    }
+def _timm_release(file: str, hub: str, top1: float, **kwargs: Any) -> dict[str, Any]:
+    notes = (f"original ImageNet-1k top-1 {top1:.2f} at 256px (timm)",)
+    return dict(url=_RELEASE + file, hf_hub_id=f"timm/{hub}", notes=notes, **kwargs)
 
 
-default_cfgs = generate_default_cfgs(
+def _paper_untrained(size: int) -> dict[str, Any]:
+    return dict(input_size=(3, size, size), pool_size=(size // 32, size // 32), crop_pct=1.0)
+
+
+default_cfgs = FAMILY.default_cfgs(
     {
-        "az_halonet26t.a1h_in1k": _cfg(
-            url=_RELEASE + "halonet26t_a1h_256-3083328c.pth",
-            hf_hub_id="timm/halonet26t.a1h_in1k",
-            crop_pct=0.95,
-            top1=79.13,
+        "az_halonet26t.a1h_in1k": _timm_release(
+            "halonet26t_a1h_256-3083328c.pth", "halonet26t.a1h_in1k", 79.13, crop_pct=0.95
         ),
-        "az_sehalonet33ts.ra2_in1k": _cfg(
-            url=_RELEASE + "sehalonet33ts_256-87e053f9.pth",
-            hf_hub_id="timm/sehalonet33ts.ra2_in1k",
-            top1=80.99,
+        "az_sehalonet33ts.ra2_in1k": _timm_release(
+            "sehalonet33ts_256-87e053f9.pth", "sehalonet33ts.ra2_in1k", 80.99
         ),
-        "az_halonet50ts.a1h_in1k": _cfg(
-            url=_RELEASE + "halonet50ts_a1h2_256-f3a3daee.pth",
-            hf_hub_id="timm/halonet50ts.a1h_in1k",
-            top1=81.70,
+        "az_halonet50ts.a1h_in1k": _timm_release(
+            "halonet50ts_a1h2_256-f3a3daee.pth", "halonet50ts.a1h_in1k", 81.70
         ),
-        "az_eca_halonext26ts.c1_in1k": _cfg(
-            url=_RELEASE + "eca_halonext26ts_c_256-06906299.pth",
-            hf_hub_id="timm/eca_halonext26ts.c1_in1k",
-            top1=79.50,
+        "az_eca_halonext26ts.c1_in1k": _timm_release(
+            "eca_halonext26ts_c_256-06906299.pth", "eca_halonext26ts.c1_in1k", 79.50
         ),
-        **{
-            f"az_halonet_{h}.untrained": _cfg(
-                input_size=(3, spec[6], spec[6]), pool_size=(spec[6] // 32, spec[6] // 32), crop_pct=1.0
-            )
-            for h, spec in PAPER_VARIANTS.items()
-        },
+        **{f"az_halonet_{h}.untrained": _paper_untrained(spec[6]) for h, spec in PAPER_VARIANTS.items()},
     }
 )
 
 
-@register_family_model("halonet", convert_halonet)
+@register_model
 def az_halonet26t(pretrained: bool = False, **kwargs: Any) -> HaloNet:
     """HaloNet-26t (timm): tiered stem, halo attention in stages 3-4, block 8, halo 2."""
-    return _create("az_halonet26t", pretrained=pretrained, **kwargs)
+    return _create("az_halonet26t", pretrained, **kwargs)
 
 
-@register_family_model("halonet", convert_halonet)
+@register_model
 def az_sehalonet33ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
     """SE-HaloNet-33ts (timm): SiLU, squeeze-excite, block 8, halo 3."""
-    return _create("az_sehalonet33ts", pretrained=pretrained, **kwargs)
+    return _create("az_sehalonet33ts", pretrained, **kwargs)
 
 
-@register_family_model("halonet", convert_halonet)
+@register_model
 def az_halonet50ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
     """HaloNet-50ts (timm): ResNet-50 layout with halo blocks interleaved, SiLU."""
-    return _create("az_halonet50ts", pretrained=pretrained, **kwargs)
+    return _create("az_halonet50ts", pretrained, **kwargs)
 
 
-@register_family_model("halonet", convert_halonet)
+@register_model
 def az_eca_halonext26ts(pretrained: bool = False, **kwargs: Any) -> HaloNet:
     """ECA-HaloNeXt-26ts (timm): grouped convs, ECA attention, head dim 16."""
-    return _create("az_eca_halonext26ts", pretrained=pretrained, **kwargs)
+    return _create("az_eca_halonext26ts", pretrained, **kwargs)
 
 
-def _paper_entry(h: str):
-    name = f"az_halonet_{h}"
-
-    def entry(pretrained: bool = False, **kwargs: Any) -> HaloNet:
-        return _create(name, pretrained=pretrained, **kwargs)
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"HaloNet-{h.upper()} from the paper's configuration table (no released weights)."
-    return register_family_model("halonet", convert_halonet)(entry)
+@register_model
+def az_halonet_h0(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H0 from the paper's table (block 8, halo 3, r_b 0.5); no released weights."""
+    return _create("az_halonet_h0", pretrained, **kwargs)
 
 
-for _h in PAPER_VARIANTS:
-    globals()[f"az_halonet_{_h}"] = _paper_entry(_h)
+@register_model
+def az_halonet_h1(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H1 from the paper's table (block 8, halo 3); no released weights."""
+    return _create("az_halonet_h1", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h2(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H2 from the paper's table (block 8, halo 3, r_b 1.25); no released weights."""
+    return _create("az_halonet_h2", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h3(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H3 from the paper's table (block 10, halo 3, r_b 1.5); no released weights."""
+    return _create("az_halonet_h3", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h4(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H4 from the paper's table (block 12, halo 2, r_b 3); no released weights."""
+    return _create("az_halonet_h4", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h5(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H5 from the paper's table (block 14, halo 2, r_v 2.5, r_b 2); no released weights."""
+    return _create("az_halonet_h5", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h6(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H6 from the paper's table (block 8, halo 4, r_v 3, r_b 2.75); no released weights."""
+    return _create("az_halonet_h6", pretrained, **kwargs)
+
+
+@register_model
+def az_halonet_h7(pretrained: bool = False, **kwargs: Any) -> HaloNet:
+    """HaloNet-H7 from the paper's table (block 10, halo 3, r_v 4, r_b 3.5); no released weights."""
+    return _create("az_halonet_h7", pretrained, **kwargs)

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm
-from timm.models import build_model_with_cfg, generate_default_cfgs
+from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._registry import register_family_model
+from attnzoo.backbones._family import Family, register_family
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention
 
 __all__ = ["InfViT", "convert_infvit"]
@@ -141,69 +141,97 @@ def convert_infvit(state_dict: StateDict, model: torch.nn.Module | None = None) 
 
 
 # ----------------------------------------------------------------------------- registration
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> InfViT:
-    out_indices = kwargs.pop("out_indices", 3)
-    return build_model_with_cfg(
-        InfViT,
-        variant,
-        pretrained,
-        pretrained_filter_fn=convert_infvit,
-        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
-        **kwargs,
+FAMILY = register_family(
+    Family(
+        name="infvit",
+        module=__name__,
+        paper="Infinite Self-Attention",
+        paper_ids="arXiv:2603.00175",
+        repo="https://github.com/giorgioroffo/infinite-self-attention",
+        license="mit",
+        converter=convert_infvit,
+        cfg=dict(
+            url="",
+            notes=("no weights released: the official repository ships code only (tag 'untrained')",),
+            num_classes=1000,
+            input_size=(3, 224, 224),
+            pool_size=None,
+            crop_pct=0.9,
+            interpolation="bicubic",
+            mean=IMAGENET_DEFAULT_MEAN,
+            std=IMAGENET_DEFAULT_STD,
+            fixed_input_size=False,
+            first_conv="patch_embed.proj",
+            classifier="head",
+        ),
+        goldens={"infvit_pure_4l": "infvit_pure_4l", "infvit_linear_4l": "infvit_linear_4l"},
+        feature_cfg=dict(feature_cls="getter", out_indices=3),
     )
-
-
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {
-        "url": "",
-        "notes": ("no weights released: the official repository ships code only (tag 'untrained')",),
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": None,
-        "crop_pct": 0.9,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "fixed_input_size": False,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
-        "license": "mit",
-        "paper_ids": "arXiv:2603.00175",
-        "paper_name": "Infinite Self-Attention",
-        "origin_url": "https://github.com/giorgioroffo/infinite-self-attention",
-        **kwargs,
-    }
-
-
-# name -> (embed_dim, depth, num_heads); the 4-layer models are the paper's ViT-L/16 geometry.
-_GEOMETRY = {
-    "4l": (1024, 4, 16),
-    "tiny_patch16_224": (192, 12, 3),
-    "small_patch16_224": (384, 12, 6),
-    "base_patch16_224": (768, 12, 12),
-}
-_MODES = ("pure", "linear")
-
-default_cfgs = generate_default_cfgs(
-    {f"infvit_{mode}_{geo}.untrained": _cfg() for geo in _GEOMETRY for mode in _MODES}
 )
 
-
-def _entry(mode: str, geo: str):
-    name = f"infvit_{mode}_{geo}"
-    embed_dim, depth, heads = _GEOMETRY[geo]
-
-    def entry(pretrained: bool = False, **kwargs: Any) -> InfViT:
-        args = dict(mode=mode, patch_size=16, embed_dim=embed_dim, depth=depth, num_heads=heads)
-        return _create(name, pretrained=pretrained, **dict(args, **kwargs))
-
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = (
-        f"InfViT ({mode} InfSA), {depth} blocks, {embed_dim} wide, {heads} heads, patch 16 (no weights)."
-    )
-    return register_family_model("infvit", convert_infvit)(entry)
+_MODELS = [
+    f"infvit_{mode}_{geo}"
+    for geo in ("4l", "tiny_patch16_224", "small_patch16_224", "base_patch16_224")
+    for mode in ("pure", "linear")
+]
+default_cfgs = FAMILY.default_cfgs({f"{name}.untrained": {} for name in _MODELS})
 
 
-for _geo in _GEOMETRY:
-    for _mode in _MODES:
-        globals()[f"infvit_{_mode}_{_geo}"] = _entry(_mode, _geo)
+def _create(variant: str, pretrained: bool, model_args: dict[str, Any], **kwargs: Any) -> InfViT:
+    return FAMILY.build(InfViT, variant, pretrained, **{"patch_size": 16, **model_args, **kwargs})
+
+
+@register_model
+def infvit_pure_4l(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, pure InfSA, the paper's ViT-L/16 geometry: 4 blocks, 1024 wide, 16 heads (no weights)."""
+    model_args = dict(mode="pure", embed_dim=1024, depth=4, num_heads=16)
+    return _create("infvit_pure_4l", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_linear_4l(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, linear InfSA, the paper's ViT-L/16 geometry: 4 blocks, 1024 wide, 16 heads (no weights)."""
+    model_args = dict(mode="linear", embed_dim=1024, depth=4, num_heads=16)
+    return _create("infvit_linear_4l", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_pure_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, pure InfSA, ViT-Ti/16 geometry: 12 blocks, 192 wide, 3 heads (no weights)."""
+    model_args = dict(mode="pure", embed_dim=192, depth=12, num_heads=3)
+    return _create("infvit_pure_tiny_patch16_224", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_linear_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, linear InfSA, ViT-Ti/16 geometry: 12 blocks, 192 wide, 3 heads (no weights)."""
+    model_args = dict(mode="linear", embed_dim=192, depth=12, num_heads=3)
+    return _create("infvit_linear_tiny_patch16_224", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_pure_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, pure InfSA, ViT-S/16 geometry: 12 blocks, 384 wide, 6 heads (no weights)."""
+    model_args = dict(mode="pure", embed_dim=384, depth=12, num_heads=6)
+    return _create("infvit_pure_small_patch16_224", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_linear_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, linear InfSA, ViT-S/16 geometry: 12 blocks, 384 wide, 6 heads (no weights)."""
+    model_args = dict(mode="linear", embed_dim=384, depth=12, num_heads=6)
+    return _create("infvit_linear_small_patch16_224", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_pure_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, pure InfSA, ViT-B/16 geometry: 12 blocks, 768 wide, 12 heads (no weights)."""
+    model_args = dict(mode="pure", embed_dim=768, depth=12, num_heads=12)
+    return _create("infvit_pure_base_patch16_224", pretrained, model_args, **kwargs)
+
+
+@register_model
+def infvit_linear_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> InfViT:
+    """InfViT, linear InfSA, ViT-B/16 geometry: 12 blocks, 768 wide, 12 heads (no weights)."""
+    model_args = dict(mode="linear", embed_dim=768, depth=12, num_heads=12)
+    return _create("infvit_linear_base_patch16_224", pretrained, model_args, **kwargs)

@@ -36,11 +36,11 @@ from typing import Any
 import timm
 import torch
 from mmengine.model import BaseModule
-from timm.models._features import FeatureGetterNet
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import attnzoo  # noqa: F401  (registers the attnzoo models with timm)
+from attnzoo._timm import FeatureGetterNet
 
 _STEM = -1.0
 _LAST = math.inf  # timm's group_matcher suffix (99999,): "belongs with the previous group"

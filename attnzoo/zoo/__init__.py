@@ -1,14 +1,22 @@
-"""Registry queries, checkpoint conversion, pretrained sources, export and benchmarking."""
+"""Registry queries, checkpoint conversion, pretrained sources, model facts, export and benchmarking."""
 
 from attnzoo.zoo.convert import convert_official, unwrap_checkpoint
-from attnzoo.zoo.parity import GOLDEN_MODELS
-from attnzoo.zoo.registry import family_of, list_families, list_models
+from attnzoo.zoo.registry import (
+    GOLDEN_MODELS,
+    UnknownModelError,
+    family_of,
+    list_families,
+    list_models,
+    require_model,
+)
 
 __all__ = [
     "GOLDEN_MODELS",
+    "UnknownModelError",
     "convert_official",
     "family_of",
     "list_families",
     "list_models",
+    "require_model",
     "unwrap_checkpoint",
 ]

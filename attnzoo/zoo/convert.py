@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import torch
 
-from attnzoo.backbones import CONVERTERS
+from attnzoo.backbones import family_of
 
 _WRAPPER_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 
@@ -31,8 +31,10 @@ def unwrap_checkpoint(checkpoint: Mapping) -> dict[str, torch.Tensor]:
 def convert_official(
     model_name: str, state_dict: Mapping, model: torch.nn.Module | None = None
 ) -> dict[str, torch.Tensor]:
-    """Map an official checkpoint of ``model_name`` (its key names and layouts) onto attnzoo's keys."""
-    name = model_name.split(".")[0].removeprefix("hf-hub:")
-    if name not in CONVERTERS:
-        raise KeyError(f"unknown attnzoo model {model_name!r}; see `attnzoo list`")
-    return CONVERTERS[name](unwrap_checkpoint(state_dict), model)
+    """Map an official checkpoint of ``model_name`` (its key names and layouts) onto attnzoo's keys.
+
+    ``model_name`` may carry a pretrained tag (``biformer_tiny.in1k``); an unknown name raises
+    :class:`attnzoo.UnknownModelError`. With ``model``, the result is also checked against it.
+    """
+    name = model_name.removeprefix("hf-hub:").split(".")[0]
+    return family_of(name).converter(unwrap_checkpoint(state_dict), model)

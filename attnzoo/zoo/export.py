@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from attnzoo.kernels import use_kernels
-from attnzoo.zoo.bench import create_for_size, resolve_input_size
+from attnzoo.zoo.facts import create_for_size, resolve_input_size
 from attnzoo.zoo.registry import require_model
 
 __all__ = ["ExportReport", "export_onnx"]

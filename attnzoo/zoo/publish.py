@@ -19,10 +19,11 @@ from pathlib import Path
 
 import timm
 import torch
-from timm.models._hub import generate_readme, save_for_hf
 
-from attnzoo.zoo.bench import count_params
+from attnzoo._timm import generate_readme, save_for_hf
+from attnzoo.backbones._convert import verify_against_model
 from attnzoo.zoo.convert import convert_official
+from attnzoo.zoo.facts import count_params
 from attnzoo.zoo.pretrained import load_checkpoint_file
 from attnzoo.zoo.registry import require_model
 
@@ -97,10 +98,12 @@ def convert_checkpoint(
     checkpoint, folder = Path(checkpoint), Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
-    state_dict = load_checkpoint_file(checkpoint)
-    num_classes = _num_classes(model_name, convert_official(model_name, state_dict))
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes)
-    converted = convert_official(model_name, state_dict, model)
+    converted = convert_official(model_name, load_checkpoint_file(checkpoint))
+    model = timm.create_model(model_name, pretrained=False, num_classes=_num_classes(model_name, converted))
+    try:
+        verify_against_model(converted, model)
+    except ValueError as err:
+        raise ValueError(f"{checkpoint} does not fit {model_name}: {err}") from None
     result = model.load_state_dict(converted, strict=False)
     params = {name for name, _ in model.named_parameters()}
     missing = sorted(set(result.missing_keys) & params)

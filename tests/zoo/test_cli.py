@@ -13,13 +13,10 @@ from attnzoo.cli import main
 from attnzoo.kernels import use_kernels
 from attnzoo.layers import HaloAttention
 from attnzoo.zoo import family_of, list_families, list_models
-from attnzoo.zoo.bench import (
-    BenchResult,
-    benchmark_model,
+from attnzoo.zoo.bench import BenchResult, benchmark_model, format_table, kernels_used
+from attnzoo.zoo.facts import (
     count_gflops,
     count_params,
-    format_table,
-    kernels_used,
     param_count,
     resolve_input_size,
     smallest_variant_per_family,

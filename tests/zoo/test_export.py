@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from attnzoo.cli import main
-from attnzoo.zoo.bench import create_for_size, smallest_variant_per_family
 from attnzoo.zoo.export import export_onnx
+from attnzoo.zoo.facts import create_for_size, smallest_variant_per_family
 
 EXPORT_SIZE = 96  # small, and not the training size: position embeddings must resample in the graph
 # The smallest model of each family, plus models whose attention is a different graph in the same
