@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: bash tools/dist_train.sh CONFIG GPUS [train.py args ...]
+# Adapted from OpenMMLab's tools/dist_train.sh (mmdetection / mmsegmentation, Apache-2.0).
 set -euo pipefail
 CONFIG=$1
 GPUS=$2

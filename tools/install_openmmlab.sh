@@ -3,7 +3,7 @@
 #
 # PyPI only has mmcv 2.1.0 as source, and it does not build against torch 2.14 as shipped: its
 # setup.py imports pkg_resources (gone from setuptools >= 81) and asks for C++14/17 while torch's
-# headers need C++20. This script applies the recipe of DESIGN.md once, keeps the built wheel in a
+# headers need C++20. This script applies the recipe of docs/DESIGN.md once, keeps the built wheel in a
 # cache keyed by the torch version, and reuses it on later runs (the build takes ~14 min on 2 cores).
 #
 # usage: tools/install_openmmlab.sh PYTHON [WHEEL_CACHE]

@@ -1,5 +1,7 @@
 """Evaluate a checkpoint of an mmdet / mmseg config: OpenMMLab's ``tools/test.py``, trimmed.
 
+Adapted from the structure of mmdetection / mmsegmentation ``tools/test.py`` (OpenMMLab, Apache-2.0).
+
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
 """
 

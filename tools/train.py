@@ -1,5 +1,7 @@
 """Train an mmdet / mmseg model from a config: OpenMMLab's ``tools/train.py``, trimmed.
 
+Adapted from the structure of mmdetection / mmsegmentation ``tools/train.py`` (OpenMMLab, Apache-2.0).
+
     python tools/train.py configs/det/retinanet_biformer_tiny_fpn_1x_coco.py [--work-dir DIR] [--amp]
     bash tools/dist_train.sh CONFIG GPUS [args]      # torchrun, --launcher pytorch
 

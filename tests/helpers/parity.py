@@ -1,4 +1,4 @@
-"""The golden rebuild procedure of DESIGN.md, written once for every family's golden test."""
+"""The golden rebuild procedure of docs/DESIGN.md, written once for every family's golden test."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def load_golden(name: str) -> dict:
 
 
 def golden_tensor(seed: int, key: str, shape: list[int]) -> np.ndarray:
-    """The deterministic float64 value DESIGN.md assigns to one official state-dict entry."""
+    """The deterministic float64 value docs/DESIGN.md assigns to one official state-dict entry."""
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     shape = tuple(shape)
     leaf = key.rsplit(".", 1)[-1]
