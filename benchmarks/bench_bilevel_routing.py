@@ -23,13 +23,8 @@ import time
 
 import torch
 
-from attnzoo.kernels.bilevel_routing import (
-    _to_regions,
-    _valid_tokens,
-    bilevel_routing,
-    bilevel_routing_attention,
-    region_grid,
-)
+from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention, region_grid
+from attnzoo.kernels.bilevel_routing.reference import _to_regions, _valid_tokens
 
 # biformer_tiny's routed stages: (stride, width, heads, topk); head_dim 32, n_win 7, scale width^-0.5
 STAGES = ((4, 64, 2, 1), (8, 128, 4, 4), (16, 256, 8, 16))

@@ -1,4 +1,10 @@
-"""Triton kernels with pure-torch references, and the rule that dispatches between them."""
+"""Triton kernels with pure-torch references, and the rule that dispatches between them.
+
+Each op is a package (``halo_attention``, ``bilevel_routing``, ``infinite_attention``) of a
+``reference`` (plain torch), ``kernels`` (``@triton.jit``, imported only with Triton), ``op`` (checks,
+dispatch, the ``torch.ops.attnzoo`` registration) and ``spec`` (its :mod:`.registry` entry, which the
+kernel battery tests). Importing this package imports every op package, so the registry is full.
+"""
 
 from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention
 from attnzoo.kernels.dispatch import kernel_backend, triton_available, use_kernels, use_triton

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from attnzoo.kernels.registry import op_names
 from attnzoo.zoo.facts import count_gflops, count_params, create_for_size, feature_strides, resolve_input_size
 from attnzoo.zoo.registry import family_of
 
@@ -40,16 +41,18 @@ class BenchResult:
     device: str = "cpu"
 
 
-class _AttnzooOpRecorder(TorchDispatchMode):
-    """Records the attnzoo ops (the Triton kernels' ``torch.library`` ops) that a forward calls."""
+class _KernelRecorder(TorchDispatchMode):
+    """Records which registered kernels (:mod:`attnzoo.kernels.registry`) a forward runs as Triton ops."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.ops: set[str] = set()
+        self.kernels: set[str] = set()
+        self._names = op_names()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace == "attnzoo":
-            self.ops.add(func._opname)
+        kernel = self._names.get(func.name())
+        if kernel is not None:
+            self.kernels.add(kernel)
         return func(*args, **(kwargs or {}))
 
 
@@ -57,10 +60,10 @@ def kernels_used(model: nn.Module, x: torch.Tensor) -> str:
     """What runs ``model``'s attention on ``x``: 'triton: <ops>' for the attnzoo Triton ops one forward
     calls, or 'torch' when none is (CPU, a family without a custom kernel, or ``ATTNZOO_KERNELS=torch``).
     """
-    recorder = _AttnzooOpRecorder()
+    recorder = _KernelRecorder()
     with torch.no_grad(), recorder:
         model(x)
-    return "triton: " + ", ".join(sorted(recorder.ops)) if recorder.ops else "torch"
+    return "triton: " + ", ".join(sorted(recorder.kernels)) if recorder.kernels else "torch"
 
 
 def benchmark_model(

@@ -9,30 +9,24 @@ the kernel's error rather than the input dtype's rounding. On CPU the kernels ru
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import torch
 
+from attnzoo.kernels.registry import DEFAULT_TOLERANCES, KernelSpec
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
-    torch.float32: (2e-5, 2e-5),
-    torch.float16: (3e-3, 3e-3),
-    torch.bfloat16: (3e-2, 3e-2),
-}
+DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
-KERNEL_DTYPES = [
-    pytest.param(torch.float32, id="fp32"),
-    pytest.param(torch.float16, id="fp16"),
-    pytest.param(
-        torch.bfloat16,
-        id="bf16",
-        marks=pytest.mark.skipif(
-            not torch.cuda.is_available(),
-            reason="bf16 tl.dot is wrong under TRITON_INTERPRET; checked on GPU",
-        ),
-    ),
-]
+
+def dtype_marks(dtype: torch.dtype) -> list[pytest.MarkDecorator]:
+    """bf16 kernel checks run on GPU only: the interpreter's bf16 ``tl.dot`` is wrong."""
+    if dtype == torch.bfloat16:
+        reason = "bf16 tl.dot is wrong under TRITON_INTERPRET; checked on GPU"
+        return [pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)]
+    return []
 
 
 def check_against_reference(
@@ -42,12 +36,14 @@ def check_against_reference(
     dtype: torch.dtype,
     differentiable: Sequence[bool] | None = None,
     seed: int = 0,
+    tolerance: tuple[float, float] | None = None,
 ) -> dict[str, float]:
-    """Assert kernel == reference (forward and input gradients) for ``inputs`` cast to ``dtype``.
+    """Assert kernel == reference (forward and input gradients) for ``inputs`` cast to ``dtype``,
+    within ``tolerance`` (atol, rtol; default: the registry's for ``dtype``).
 
     Returns the observed max abs errors, so callers can report them.
     """
-    atol, rtol = TOLERANCES[dtype]
+    atol, rtol = tolerance or DEFAULT_TOLERANCES[dtype]
     differentiable = differentiable or [t.is_floating_point() for t in inputs]
     kernel_in = [
         t.detach().to(DEVICE, dtype).requires_grad_(g) if t.is_floating_point() else t.to(DEVICE)
@@ -78,3 +74,22 @@ def check_against_reference(
             gk.float(), gr, atol=atol * scale, rtol=rtol, msg=lambda m, n=n: f"gradient of input {n}: {m}"
         )
     return errors
+
+
+def check_spec(
+    spec: KernelSpec,
+    tensors: Sequence[torch.Tensor],
+    args: tuple[Any, ...],
+    dtype: torch.dtype,
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`check_against_reference` for a registered kernel's Triton op on one problem."""
+    return check_against_reference(
+        lambda *t: spec.run(t, args),
+        lambda *t: spec.run_reference(t, args),
+        tensors,
+        dtype,
+        differentiable=spec.differentiable,
+        seed=seed,
+        tolerance=spec.tolerances[dtype],
+    )

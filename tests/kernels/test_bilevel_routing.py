@@ -1,4 +1,4 @@
-"""Bi-level routing attention: Triton kernel vs torch reference (forward, backward), routing, masking."""
+"""Bi-level routing attention beyond the kernel battery: large regions, routing, masking, dispatch."""
 
 import math
 
@@ -12,54 +12,8 @@ from attnzoo.kernels.bilevel_routing import (
     bilevel_routing_attention_reference,
     region_grid,
 )
-from tests.helpers.kernel_check import DEVICE, KERNEL_DTYPES, check_against_reference
-
-
-def random_problem(seed: int):
-    """Random map size (divisible or not by the region grid), heads, dims, n_win and k."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def pick(*options):
-        return options[torch.randint(len(options), (1,), generator=gen).item()]
-
-    b, m = pick(1, 2), pick(1, 2, 3)
-    n_win = pick(2, 3, 4)
-    h, w = pick(3, 5, 6, 8, 9), pick(4, 6, 7, 9)
-    dqk, dv = pick(8, 16, 12), pick(8, 16, 20)
-    rh, rw, nrh, nrw = region_grid(h, w, n_win)
-    topk = pick(1, 2, 3, nrh * nrw)
-
-    def t(*shape):
-        return torch.randn(*shape, generator=gen)
-
-    q, k, v = t(b, m, h, w, dqk), t(b, m, h, w, dqk), t(b, m, h, w, dv)
-    scale = (m * dqk) ** -0.5
-    flat = lambda x: x.permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)  # noqa: E731
-    idx = bilevel_routing(flat(q), flat(k), (rh, rw), topk, scale)
-    return [q, k, v, idx], ((rh, rw), scale)
-
-
-def triton_bra(meta):
-    (rh, rw), scale = meta
-
-    def run(q, k, v, idx):
-        return torch.ops.attnzoo.bilevel_routing_attention(q, k, v, idx.to(torch.int32), rh, rw, scale)[0]
-
-    return run
-
-
-def reference_bra(meta):
-    def run(q, k, v, idx):
-        return bilevel_routing_attention_reference(q, k, v, idx, *meta)
-
-    return run
-
-
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("seed", range(6))
-def test_kernel_matches_reference(seed, dtype):
-    tensors, meta = random_problem(seed)
-    check_against_reference(triton_bra(meta), reference_bra(meta), tensors, dtype, seed=seed)
+from attnzoo.kernels.bilevel_routing.spec import SPEC, make_problem
+from tests.helpers.kernel_check import DEVICE, check_spec
 
 
 def test_kernel_large_regions_and_blocks():
@@ -69,13 +23,12 @@ def test_kernel_large_regions_and_blocks():
     rh, rw, _, _ = region_grid(h, w, 2)  # 10 x 9 regions, T = 90
     q, k, v = (torch.randn(b, m, h, w, d, generator=gen) for _ in range(3))
     idx = bilevel_routing(q[:, 0], k[:, 0], (rh, rw), 2, d**-0.5)
-    meta = ((rh, rw), d**-0.5)
-    check_against_reference(triton_bra(meta), reference_bra(meta), [q, k, v, idx], torch.float32)
+    check_spec(SPEC, [q, k, v, idx], ((rh, rw), d**-0.5), torch.float32)
 
 
 def test_reference_equals_dense_masked_attention():
     """The gathered formulation equals dense attention with a region-routing mask (padding masked)."""
-    tensors, ((rh, rw), scale) = random_problem(3)
+    tensors, ((rh, rw), scale) = make_problem(3)
     q, k, v, idx = tensors
     b, m, h, w, _ = q.shape
     nrw = math.ceil(w / rw)
@@ -139,7 +92,7 @@ def test_padding_is_never_attended():
 
 
 def test_dispatch_uses_kernel_only_when_asked():
-    tensors, meta = random_problem(0)
+    tensors, meta = make_problem(0)
     tensors = [t.to(DEVICE) for t in tensors]
     with use_kernels("torch"):
         ref = bilevel_routing_attention(*tensors, *meta)
@@ -149,20 +102,10 @@ def test_dispatch_uses_kernel_only_when_asked():
 
 
 def test_bad_shapes_are_named():
-    (q, k, v, idx), meta = random_problem(1)
+    (q, k, v, idx), meta = make_problem(1)
     with pytest.raises(ValueError, match="q and k shapes differ"):
         bilevel_routing_attention_reference(q, k[..., :-1], v, idx, *meta)
     with pytest.raises(ValueError, match="routing index"):
         bilevel_routing_attention_reference(q, k, v, idx[:, :-1], *meta)
     with pytest.raises(ValueError, match="heads, H, W, D"):
         bilevel_routing_attention_reference(q[0], k[0], v[0], idx, *meta)
-
-
-def test_custom_op_registration():
-    """Schema, autograd registration and fake impl (AOT-dispatch checks need a GPU)."""
-    (q, k, v, idx), ((rh, rw), scale) = random_problem(2)
-    args = [t.to(DEVICE).requires_grad_() for t in (q, k, v)] + [idx.to(DEVICE, torch.int32), rh, rw, scale]
-    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
-    if DEVICE == "cuda":
-        utils += ("test_aot_dispatch_dynamic",)
-    torch.library.opcheck(torch.ops.attnzoo.bilevel_routing_attention.default, tuple(args), test_utils=utils)

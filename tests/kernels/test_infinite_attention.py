@@ -1,4 +1,5 @@
-"""Triton Infinite Self-Attention (pure and linear) vs the torch references, forward and backward."""
+"""Infinite Self-Attention (pure and linear) beyond the kernel battery: eps / scale, the official formula,
+fp16 overflow, all-negative logits, dispatch and rho, named shape errors."""
 
 import pytest
 import torch
@@ -11,68 +12,31 @@ from attnzoo.kernels import (
     use_kernels,
 )
 from attnzoo.kernels.infinite_attention import infsa_linear_scores_reference, infsa_pure_scores_reference
-from tests.helpers.kernel_check import DEVICE, KERNEL_DTYPES, check_against_reference
+from attnzoo.kernels.infinite_attention.spec import make_problem
+from attnzoo.kernels.registry import KERNELS
+from tests.helpers.kernel_check import DEVICE, check_spec
 
 REFERENCES = {"pure": infsa_pure_reference, "linear": infsa_linear_reference}
 
 
-def random_problem(seed: int):
-    """q, k, v of shape [BH, N, D] (N often not a multiple of the 16..64 tiles) from the seed."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def pick(*options):
-        return options[torch.randint(len(options), (1,), generator=gen).item()]
-
-    bh, n = pick(1, 2, 3), pick(1, 5, 17, 37, 70, 100)
-    dqk, dv = pick(8, 16, 24, 32), pick(8, 16, 20)
-
-    def t(*shape):
-        return torch.randn(*shape, generator=gen)
-
-    return [t(bh, n, dqk), t(bh, n, dqk), t(bh, n, dv)]
-
-
-def _op(name: str):
-    def run(q, k, v):
-        return getattr(torch.ops.attnzoo, name)(q, k, v, q.shape[-1] ** -0.5, 1e-6)[0]
-
-    return run
-
-
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("seed", range(6))
-def test_pure_kernel_matches_reference(seed, dtype):
-    check_against_reference(_op("infsa_pure"), infsa_pure_reference, random_problem(seed), dtype, seed=seed)
-
-
-@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
-@pytest.mark.parametrize("seed", range(6))
-def test_linear_kernel_matches_reference(seed, dtype):
-    check_against_reference(
-        _op("infsa_linear"), infsa_linear_reference, random_problem(seed), dtype, seed=seed
-    )
+def random_qkv(seed: int) -> list[torch.Tensor]:
+    """q, k, v of the battery's random problem ``seed``."""
+    return make_problem(seed)[0]
 
 
 @pytest.mark.parametrize("op", ["pure", "linear"])
 def test_eps_and_scale_are_honoured(op):
     """Both outputs are scale-invariant but for eps: a large eps makes a wrong scale or eps visible."""
-    q, k, v = random_problem(2)
+    q, k, v = random_qkv(2)
     eps, scale = 0.05, 0.3
-
-    def kernel(q, k, v):
-        return getattr(torch.ops.attnzoo, f"infsa_{op}")(q, k, v, scale, eps)[0]
-
-    def reference(q, k, v):
-        return REFERENCES[op](q, k, v, scale=scale, eps=eps)
-
-    check_against_reference(kernel, reference, [q, k, v], torch.float32)
+    check_spec(KERNELS[f"infsa_{op}"], [q, k, v], (scale, eps), torch.float32)
     default = REFERENCES[op](q, k, v)
-    assert (reference(q, k, v) - default).abs().max() > 1e-3
+    assert (REFERENCES[op](q, k, v, scale=scale, eps=eps) - default).abs().max() > 1e-3
 
 
 def test_reference_is_the_official_formula_float64():
     """Pure: rho * relu(qs ks^T) / (||.||_F + eps) @ v; linear: energy-pooled query, relu weights."""
-    q, k, v = (t.double() for t in random_problem(3))
+    q, k, v = (t.double() for t in random_qkv(3))
     d = q.shape[-1]
     s = d**-0.5
     r = torch.relu((q * s) @ (k * s).transpose(-1, -2))
@@ -108,7 +72,7 @@ def test_fp16_large_logits_stay_finite_and_correct(op):
         out = (infsa_pure if op == "pure" else infsa_linear)(*(t.to(DEVICE) for t in h))
     assert out.dtype == torch.float16 and torch.isfinite(out).all()
     torch.testing.assert_close(out.float().cpu(), ref, atol=3e-3, rtol=3e-3)
-    check_against_reference(_op(f"infsa_{op}"), REFERENCES[op], [q, k, v], torch.float16)
+    check_spec(KERNELS[f"infsa_{op}"], [q, k, v], (q.shape[-1] ** -0.5, 1e-6), torch.float16)
 
 
 @pytest.mark.parametrize("op", ["pure", "linear"])
@@ -118,7 +82,7 @@ def test_all_negative_logits(op):
     q = torch.rand(2, 21, 16, generator=gen) + 0.1
     k = -(torch.rand(2, 21, 16, generator=gen) + 0.1)
     v = torch.randn(2, 21, 16, generator=gen)
-    errs = check_against_reference(_op(f"infsa_{op}"), REFERENCES[op], [q, k, v], torch.float32)
+    errs = check_spec(KERNELS[f"infsa_{op}"], [q, k, v], (q.shape[-1] ** -0.5, 1e-6), torch.float32)
     assert errs["out"] == 0.0
 
 
@@ -142,19 +106,9 @@ def test_dispatch_and_rho_gradient(op):
 
 
 def test_bad_shapes_are_named():
-    q, k, v = random_problem(2)
+    q, k, v = random_qkv(2)
     for fn in (infsa_pure, infsa_linear):
         with pytest.raises(ValueError, match="expects q, k of one shape"):
             fn(q, k[:, :-1], v)
         with pytest.raises(ValueError, match="expects q, k of one shape"):
             fn(q, k, v[:, :-1])
-
-
-@pytest.mark.parametrize("op", ["infsa_pure", "infsa_linear"])
-def test_custom_op_registration(op):
-    """Schema, autograd registration and fake impl (what torch.compile / export rely on); AOT on GPU only."""
-    q, k, v = (t.to(DEVICE).requires_grad_() for t in random_problem(5))
-    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
-    if DEVICE == "cuda":
-        utils += ("test_aot_dispatch_dynamic",)
-    torch.library.opcheck(getattr(torch.ops.attnzoo, op).default, (q, k, v, 0.25, 1e-6), test_utils=utils)

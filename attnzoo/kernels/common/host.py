@@ -1,0 +1,66 @@
+"""Host-side rules shared by the Triton ops: tile sizes, matmul precision, and op registration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import triton
+from torch.library import CustomOpDef, triton_op
+
+from attnzoo.kernels.registry import backward_op_name, forward_op_name
+
+__all__ = ["define_op", "pow2", "precision", "tile"]
+
+
+def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
+    """The power of two ``>= n`` (``tl.arange`` and ``tl.dot`` need one), at least ``floor`` (the
+    smallest ``tl.dot`` operand) and at most ``cap`` when given."""
+    size = max(floor, triton.next_power_of_2(n))
+    return size if cap is None else min(cap, size)
+
+
+def tile(n: int) -> int:
+    """A token tile for ``n`` tokens: a power of two in ``[16, 64]``, so registers stay bounded."""
+    return pow2(n, cap=64)
+
+
+def precision(t: torch.Tensor) -> str:
+    """``tl.dot`` input precision: ``"ieee"`` (exact fp32 products) for fp32 inputs, so fp32 results
+    match the references to ~1e-6; ``"tf32"`` for 16-bit inputs, whose error budget is wider."""
+    return "ieee" if t.dtype == torch.float32 else "tf32"
+
+
+def define_op(
+    name: str,
+    *,
+    forward: Callable[..., tuple[torch.Tensor, ...]],
+    backward: Callable[..., tuple[torch.Tensor, ...]],
+    forward_fake: Callable[..., tuple[torch.Tensor, ...]],
+    backward_fake: Callable[..., tuple[torch.Tensor, ...]],
+    saved: slice = slice(None),
+) -> CustomOpDef:
+    """Register ``torch.ops.attnzoo.<name>`` and ``<name>_backward`` as Triton ops (both opcheck-able),
+    their fake impls, and the autograd formula that links them; returns the forward op.
+
+    The launchers' annotated signatures are the schemas. The forward takes the tensors first, then
+    the non-tensor arguments (``meta``), and returns the result first, then residuals (outputs
+    without gradient). The backward takes ``(grad of the result, *tensors, *outputs[saved], *meta)``
+    and returns the gradients of the leading tensors; the remaining inputs get ``None``.
+    """
+    fwd = triton_op(forward_op_name(name), forward, mutates_args=())
+    bwd = triton_op(backward_op_name(name), backward, mutates_args=())
+    fwd.register_fake(forward_fake)
+    bwd.register_fake(backward_fake)
+
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*(x for x in inputs if isinstance(x, torch.Tensor)), *output[saved])
+        ctx.meta = tuple(x for x in inputs if not isinstance(x, torch.Tensor))
+        ctx.n_inputs = len(inputs)
+
+    def grad_fn(ctx, grad_out: torch.Tensor, *_residual_grads: torch.Tensor):
+        grads = bwd(grad_out, *ctx.saved_tensors, *ctx.meta)
+        return (*grads, *(None,) * (ctx.n_inputs - len(grads)))
+
+    fwd.register_autograd(grad_fn, setup_context=setup_context)
+    return fwd
