@@ -154,3 +154,56 @@ def test_wrong_channel_count_is_a_clear_error(name):
     model = make(name).eval()
     with pytest.raises((ValueError, RuntimeError), match="channels"):
         model(torch.randn(1, 4, SMALL, SMALL))
+
+
+# ----------------------------------------------------------------------------- the rest of timm's contract
+@pytest.mark.parametrize("name", MODELS)
+def test_builds_on_the_meta_device(name):
+    """timm builds big models under ``torch.device('meta')`` (no weight memory): no tensor compute at init."""
+    with torch.device("meta"):
+        model = timm.create_model(name, pretrained=False)
+    assert all(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reset_classifier_keeps_the_train_eval_mode(name):
+    model = make(name).eval()
+    model.reset_classifier(3)
+    assert not any(m.training for m in model.modules()), "a new head trains inside an eval model"
+    model.train()
+    model.reset_classifier(4)
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_hooks_on_feature_modules_fire(name):
+    """Hooks on the modules feature_info names (Grad-CAM, ``feature_cls='hook'``) see every forward."""
+    model = make(name).eval()
+    calls = {info["module"]: 0 for info in model.feature_info}
+
+    def count(module_name):
+        def hook(module, args, output):
+            calls[module_name] += 1
+
+        return hook
+
+    for module_name in calls:
+        model.get_submodule(module_name).register_forward_hook(count(module_name))
+    with torch.no_grad():
+        model(image())
+    assert calls == dict.fromkeys(calls, 1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fx_feature_extraction(name):
+    """``feature_cls='fx'`` traces the model with torch.fx; its maps equal the default extractor's."""
+    x = image()
+    getter = make(name, features_only=True).eval()
+    traced = make(name, features_only=True, feature_cls="fx").eval()
+    with torch.no_grad():
+        want, got = getter(x), traced(x)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape[0] == x.shape[0] and torch.isfinite(g).all()
+        if g.dim() == 4:  # plain ViTs give block tokens through fx, maps through the getter
+            torch.testing.assert_close(g, w)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+from timm.layers import register_notrace_function
 
 __all__ = ["check_images"]
 
 
+@register_notrace_function  # branches on the shape: torch.fx keeps it as one opaque call
 def check_images(x: torch.Tensor, in_chans: int, family: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a ``(B, in_chans, H, W)`` batch of images."""
     if x.ndim != 4 or x.shape[1] != in_chans:

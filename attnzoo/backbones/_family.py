@@ -16,6 +16,7 @@ registry to this rule.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from attnzoo.backbones._release import with_release_file
 __all__ = [
     "FAMILIES",
     "Converter",
+    "DenseLayout",
     "Family",
     "StateDict",
     "UnknownModelError",
@@ -39,6 +41,56 @@ __all__ = [
 ]
 
 Converter = Callable[[StateDict, "torch.nn.Module | None"], StateDict]
+
+
+@dataclass(frozen=True)
+class DenseLayout:
+    """How a family's ``features_only`` model serves as a detection / segmentation backbone.
+
+    ``attnzoo.mm.AttnZooBackbone`` reads this instead of inferring stages from the model, so a family
+    states once, next to its model, what ``frozen_stages`` counts and which features a detector gets by
+    default; the adapter tests check every registered family against it.
+
+    Args:
+        out_indices: the ``feature_info`` indices a detector / segmentor gets by default. Negative ones
+            count from the end (timm's convention), so one value fits every depth of a plain ViT.
+        stem: regex of the stem's parameters (what ``frozen_stages=0`` freezes).
+        stage: regex whose first group is the number of the stage a parameter belongs to.
+        last: regex of the parameters after the last stage (final norm / conv); they freeze with it.
+        first_stage: the ``feature_info`` index of stage 0's output; entries before it are the stem's
+            (HaloNet's stride-2 ``stem.conv1``). Stage ``k`` ends in entry ``first_stage + k``, so a model
+            has ``len(feature_info) - first_stage`` stages.
+
+    The regexes are ``re.match``-ed against the model's own parameter names (its state-dict keys, as
+    in ``group_matcher``); every parameter of the ``features_only`` model must match one of them.
+    """
+
+    out_indices: tuple[int, ...]
+    stem: str
+    stage: str
+    last: str
+    first_stage: int = 0
+
+    def __post_init__(self) -> None:
+        # A layout is declared at import time: a bad regex fails there, not in a detector run later.
+        for pattern in (self.stem, self.last):
+            re.compile(pattern)
+        if re.compile(self.stage).groups < 1:
+            raise ValueError(f"DenseLayout.stage needs a group for the stage number: {self.stage!r}")
+
+    @classmethod
+    def plain_vit(cls) -> DenseLayout:
+        """timm-style ViTs (every feature at stride 16): each block is a stage, the last four the default.
+
+        The stem is the patch embedding with the class / register tokens and position embedding (as
+        mmpretrain's ``VisionTransformer`` counts it); the final norm freezes with the last block.
+        """
+        return cls(
+            out_indices=(-4, -3, -2, -1),
+            stem=r"(cls_token|reg_token|pos_embed|patch_embed|norm_pre)\b",
+            stage=r"blocks\.(\d+)\.",
+            last=r"(norm|fc_norm)\.",
+        )
 
 
 @dataclass(frozen=True)
@@ -51,7 +103,9 @@ class Family:
         paper: paper title; ``paper_ids``: its arXiv id(s); ``repo``: the official code.
         license: licence of the official code / weights (a Hub licence id, e.g. ``'mit'``).
         converter: official checkpoint -> attnzoo state dict (also timm's ``pretrained_filter_fn``).
-        cfg: the pretrained-cfg fields every variant shares (input size, mean / std, first_conv, ...).
+        dense: how its models serve as detection / segmentation backbones (:class:`DenseLayout`).
+        cfg: the pretrained-cfg fields every variant shares where they differ from timm's
+            ``PretrainedCfg`` defaults (224 px, ImageNet mean / std, bicubic, crop 0.875, 1000 classes).
         releases: variant -> official release URL whose file name says nothing (downloaded under the
             variant's own name, see :mod:`attnzoo.backbones._release`).
         goldens: parity golden (file stem in tests/data) -> the model it checks.
@@ -65,6 +119,7 @@ class Family:
     repo: str
     license: str
     converter: Converter
+    dense: DenseLayout
     cfg: Mapping[str, Any] = field(default_factory=dict)
     releases: Mapping[str, str] = field(default_factory=dict)
     goldens: Mapping[str, str] = field(default_factory=dict)

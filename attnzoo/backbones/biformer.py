@@ -14,16 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.utils.checkpoint
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
 from timm.models import register_model
 from torch import nn
 
-from attnzoo._timm import feature_take_indices
-from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, verify_against_model
-from attnzoo.backbones._family import Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 
 __all__ = ["BiFormer", "BiFormerBlock", "convert_biformer"]
@@ -88,9 +85,16 @@ class BiFormerBlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-class BiFormer(nn.Module):
+class BiFormer(HierarchicalBackbone):
     """BiFormer: conv stem (stride 4), three conv3x3-s2 + BN downsamples, four stages of blocks, then
-    BatchNorm2d, global average pool and a linear classifier."""
+    BatchNorm2d, global average pool and a linear classifier.
+
+    The official code keeps the stem as ``downsample_layers.0``; those names are kept. Weight decay:
+    the official recipe decays every >= 2-d weight (its listed names, ``pos_embed`` / ``cls_token``,
+    match no parameter), which the skeleton's 1-d ``no_weight_decay`` set leaves unchanged.
+    """
+
+    module_names = ModuleNames(stem=None, downsamples="downsample_layers")
 
     def __init__(
         self,
@@ -111,17 +115,7 @@ class BiFormer(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        if global_pool not in ("", "avg"):
-            raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
         dd = dict(device=device, dtype=dtype)
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.global_pool = global_pool
-        self.embed_dims = tuple(embed_dims)
-        self.num_features = self.head_hidden_size = embed_dims[-1]
-        self.grad_checkpointing = False
-
         stem = nn.Sequential(
             nn.Conv2d(in_chans, embed_dims[0] // 2, 3, stride=2, padding=1, **dd),
             nn.BatchNorm2d(embed_dims[0] // 2, **dd),
@@ -129,43 +123,47 @@ class BiFormer(nn.Module):
             nn.Conv2d(embed_dims[0] // 2, embed_dims[0], 3, stride=2, padding=1, **dd),
             nn.BatchNorm2d(embed_dims[0], **dd),
         )
-        self.downsample_layers = nn.ModuleList([stem])
-        for i in range(len(embed_dims) - 1):
-            self.downsample_layers.append(
-                nn.Sequential(
-                    nn.Conv2d(embed_dims[i], embed_dims[i + 1], 3, stride=2, padding=1, **dd),
-                    nn.BatchNorm2d(embed_dims[i + 1], **dd),
-                )
+        downsamples = [
+            nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, **dd),
+                nn.BatchNorm2d(c_out, **dd),
             )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        self.stages = nn.ModuleList()
-        self.feature_info = []
-        cur = 0
-        for i, (depth, dim) in enumerate(zip(depths, embed_dims, strict=True)):
-            self.stages.append(
-                nn.Sequential(
-                    *[
-                        BiFormerBlock(
-                            dim,
-                            num_heads=dim // head_dim,
-                            topk=topks[i],
-                            n_win=n_win,
-                            mlp_ratio=mlp_ratios[i],
-                            side_dwconv=side_dwconv,
-                            before_attn_dwconv=before_attn_dwconv,
-                            qk_scale=qk_scale,
-                            drop_path=rates[cur + j],
-                            **dd,
-                        )
-                        for j in range(depth)
-                    ]
-                )
+            for c_in, c_out in zip(embed_dims[:-1], embed_dims[1:], strict=True)
+        ]
+        rates = calculate_drop_path_rates(drop_path_rate, list(depths), stagewise=True)
+        stages = [
+            Stage(
+                *[
+                    BiFormerBlock(
+                        dim,
+                        num_heads=dim // head_dim,
+                        topk=topks[i],
+                        n_win=n_win,
+                        mlp_ratio=mlp_ratios[i],
+                        side_dwconv=side_dwconv,
+                        before_attn_dwconv=before_attn_dwconv,
+                        qk_scale=qk_scale,
+                        drop_path=rate,
+                        **dd,
+                    )
+                    for rate in stage_rates
+                ]
             )
-            cur += depth
-            self.feature_info.append(dict(num_chs=dim, reduction=2 ** (i + 2), module=f"stages.{i}"))
-        self.norm = nn.BatchNorm2d(embed_dims[-1], **dd)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dims[-1], num_classes, **dd) if num_classes > 0 else nn.Identity()
+            for i, (dim, stage_rates) in enumerate(zip(embed_dims, rates, strict=True))
+        ]
+        super().__init__(
+            stem=None,
+            downsamples=[stem, *downsamples],
+            stages=stages,
+            norm=nn.BatchNorm2d(embed_dims[-1], **dd),
+            widths=embed_dims,
+            reductions=[2 ** (i + 2) for i in range(len(embed_dims))],
+            in_chans=in_chans,
+            num_classes=num_classes,
+            global_pool=global_pool,
+            drop_rate=drop_rate,
+            **dd,
+        )
         self.apply(self._init_weights)
 
     @staticmethod
@@ -178,118 +176,6 @@ class BiFormer(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-    # ----------------------------------------------------------------- timm model API
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Norm weights and biases (1-d). The official recipe decays every >= 2-d weight (its listed
-        names, ``pos_embed`` / ``cls_token``, match no parameter), so this changes nothing under timm's
-        optimizer factory, which skips 1-d parameters anyway."""
-        return {name for name, p in self.named_parameters() if p.ndim <= 1}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(
-            stem=r"^downsample_layers\.0",
-            blocks=[
-                (r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)", None),
-                (r"^downsample_layers\.(\d+)", (0,)),
-                (r"^norm", (99999,)),
-            ],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("", "avg"):
-                raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
-            self.global_pool = global_pool
-        ref = self.downsample_layers[0][0].weight
-        self.head = (
-            nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
-            if num_classes > 0
-            else nn.Identity()
-        )
-
-    # ----------------------------------------------------------------- forward pieces
-    def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample_layers[i](x)
-        for blk in self.stages[i]:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
-            else:
-                x = blk(x)
-        return x
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, ceil(H / 32), ceil(W / 32))`` map after the final BatchNorm."""
-        check_images(x, self.in_chans, "BiFormer")
-        for i in range(len(self.stages)):
-            x = self._stage(i, x)
-        return self.norm(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "avg":
-            x = x.flatten(2).mean(-1)
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | tuple[int, ...] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Stage outputs (``indices``: last n if int, all if None) at strides 4, 8, 16, 32.
-
-        ``norm=True`` applies the final BatchNorm to the last stage's map. Unless
-        ``intermediates_only``, also returns what ``forward_features`` returns.
-        """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
-        check_images(x, self.in_chans, "BiFormer")
-        last = len(self.stages) - 1
-        take, max_index = feature_take_indices(len(self.stages), indices)
-        n_run = max_index + 1 if stop_early else len(self.stages)
-        intermediates = []
-        for i in range(n_run):
-            x = self._stage(i, x)
-            if i in take:
-                y = self.norm(x) if norm and i == last else x
-                intermediates.append(y if output_fmt == "NCHW" else y.permute(0, 2, 3, 1))
-        if intermediates_only:
-            return intermediates
-        return (self.norm(x) if n_run == last + 1 else x), intermediates
-
-    def prune_intermediate_layers(
-        self,
-        indices: int | list[int] | tuple[int, ...] = 1,
-        prune_norm: bool = False,
-        prune_head: bool = True,
-    ) -> list[int]:
-        """Drop the stages after the last one ``indices`` asks for (and norm / head); return the indices."""
-        take, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        self.downsample_layers = self.downsample_layers[: max_index + 1]
-        if prune_norm or max_index + 1 < len(self.embed_dims):
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take
 
 
 def convert_biformer(state_dict: StateDict, model: nn.Module | None = None) -> StateDict:
@@ -312,14 +198,7 @@ FAMILY = register_family(
         license="mit",
         converter=convert_biformer,
         cfg=dict(
-            num_classes=1000,
-            input_size=(3, 224, 224),
             pool_size=(7, 7),
-            crop_pct=0.875,
-            interpolation="bicubic",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            fixed_input_size=False,
             first_conv="downsample_layers.0.0",
             classifier="head",
         ),
@@ -332,6 +211,13 @@ FAMILY = register_family(
         },
         goldens={"biformer_tiny": "biformer_tiny", "biformer_small": "biformer_small"},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+        # The official stem is downsample_layers.0; downsample_layers.i (i > 0) opens stage i.
+        dense=DenseLayout(
+            out_indices=(0, 1, 2, 3),
+            stem=r"downsample_layers\.0\.",
+            stage=r"(?:downsample_layers|stages)\.(\d+)\.",
+            last=r"norm\.",
+        ),
     )
 )
 

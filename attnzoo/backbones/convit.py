@@ -1,256 +1,147 @@
 """ConViT (d'Ascoli et al. 2021, arXiv:2103.10697): a ViT whose first blocks use gated positional
 self-attention, initialised to behave like convolutions.
 
-Same parameters and math as timm's ``convit_*`` (timm's and the official checkpoints load key for key),
-plus what detectors need: any input size (the image is padded to a multiple of the patch size and the
-position embedding resampled to the actual patch grid; at the training size nothing is resampled),
-``forward_intermediates`` / ``features_only`` maps, and gradient checkpointing.
+Same parameters and math as timm's ``convit_*`` (timm's and the official checkpoints load key for key).
+The model is attnzoo's ViT skeleton (timm's ``VisionTransformer``, :mod:`attnzoo.backbones._vit`), so
+timm's head, pooling, features, pruning and checkpointing come with it, plus any input size (the image
+is padded to whole patches and the position embedding resampled to the patch grid; at the training size
+nothing is resampled). ConViT's own part is the block loop: the GPSA blocks get the patch grid, and the
+class token joins only after them.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 import torch.utils.checkpoint
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, LayerNorm, Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import trunc_normal_
 from timm.models import register_model
+from timm.models.vision_transformer import Block
 from torch import nn
 
 from attnzoo._timm import feature_take_indices
-from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._family import Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 
 __all__ = ["ConViT", "ConViTBlock", "convert_convit"]
 
 
-class ConViTBlock(nn.Module):
-    """Pre-norm transformer block whose token mixer is GPSA (local blocks) or MHSA."""
+# torch.fx: timm's forward passes both as traced inputs, so the check must be one call run with the graph.
+# torch.fx.wrap, not timm's notrace registry: that one patches a module's globals only once one of its
+# forwards is traced, and this check runs before any forward defined here (ConViTBlock's).
+@torch.fx.wrap
+def _check_no_mask(attn_mask: torch.Tensor | None, is_causal: bool) -> None:
+    """ConViT takes no attention mask: its token count changes when the class token joins."""
+    if attn_mask is not None or is_causal:
+        raise NotImplementedError("ConViT supports no attention mask / causal mode")
+
+
+class ConViTBlock(Block):
+    """timm's pre-norm ``Block`` whose attention also gets the patch grid: GPSA (which needs it) in the
+    blocks before ``local_up_to_layer``, ``attn_layer`` (ConViT: multi-head self-attention) after.
+
+    ``depth`` is the block's index (timm's ``VisionTransformer`` passes it to every block).
+    """
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        proj_drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        use_gpsa: bool = True,
+        depth: int = 0,
+        local_up_to_layer: int = 10,
         locality_strength: float = 1.0,
-        act_layer: type[nn.Module] = nn.GELU,
-        norm_layer: type[nn.Module] = LayerNorm,
-        device=None,
-        dtype=None,
+        attn_layer: type[nn.Module] = MultiHeadSelfAttention,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        self.use_gpsa = use_gpsa
-        self.norm1 = norm_layer(dim, **dd)
-        if use_gpsa:
-            self.attn = GatedPositionalSelfAttention(
-                dim, num_heads, qkv_bias, attn_drop, proj_drop, locality_strength=locality_strength, **dd
-            )
-        else:
-            self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias, attn_drop, proj_drop, **dd)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = norm_layer(dim, **dd)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop, **dd)
+        local = depth < local_up_to_layer
+        attn_layer = GatedPositionalSelfAttention if local else attn_layer
+        super().__init__(dim, num_heads, attn_layer=attn_layer, depth=depth, **kwargs)
+        if local:  # timm's Block passes no layer-specific arguments; local_init reads this
+            self.attn.locality_strength = locality_strength
 
-    def forward(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), grid_size))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def forward(self, x: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), grid_size)))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
 
 
-class ConViT(nn.Module):
+class ConViT(AttnZooViT):
     """ConViT: ``local_up_to_layer`` GPSA blocks on the patch tokens, then the class token is prepended
-    and the remaining blocks use plain self-attention.
+    and the remaining blocks use plain multi-head self-attention.
 
     ``embed_dim`` is the full token width (timm's ``convit`` takes it per head and multiplies by
-    ``num_heads``). Any ``H x W`` input works: it is padded to a multiple of ``patch_size`` and the
-    learned position embedding is resampled (bicubic) to the patch grid when that differs from
-    ``img_size // patch_size``.
+    ``num_heads``). ``locality_strength`` scales GPSA's convolution-like initialisation;
+    ``use_pos_embed``: a learned position embedding on the patches (``(1, N, C)``, no class-token slot).
+    Other arguments are timm ``VisionTransformer``'s, defaulting to ConViT-B (16 heads, no qkv bias);
+    ConViT's layout fixes the class token, the position embedding, the norm before pooling and the blocks.
     """
 
     def __init__(
         self,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        global_pool: str = "token",
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 16,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        drop_rate: float = 0.0,
-        pos_drop_rate: float = 0.0,
-        proj_drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
         local_up_to_layer: int = 10,
         locality_strength: float = 1.0,
         use_pos_embed: bool = True,
-        norm_layer: type[nn.Module] = LayerNorm,
-        device=None,
-        dtype=None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        if global_pool not in ("", "avg", "token"):
-            raise ValueError(f"global_pool must be '', 'avg' or 'token', got {global_pool!r}")
-        dd = {"device": device, "dtype": dtype}
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        if kwargs.get("patch_drop_rate"):
+            raise ValueError("ConViT's GPSA needs the whole patch grid: patch_drop_rate must be 0")
+        kwargs.setdefault("num_heads", 16)
+        kwargs.setdefault("qkv_bias", False)
+        block = partial(ConViTBlock, local_up_to_layer=local_up_to_layer, locality_strength=locality_strength)
+        super().__init__(
+            class_token=True,
+            no_embed_class=True,
+            pos_embed="learn" if use_pos_embed else "none",
+            fc_norm=False,
+            dynamic_img_size=True,
+            block_fn=block,
+            attn_layer=MultiHeadSelfAttention,
+            **kwargs,
+        )
         self.local_up_to_layer = local_up_to_layer
-        self.locality_strength = locality_strength
-        self.use_pos_embed = use_pos_embed
-        self.num_prefix_tokens = 1
-        self.grad_checkpointing = False
 
-        self.patch_embed = PatchEmbed(
-            img_size=img_size,
-            patch_size=patch_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            output_fmt="NHWC",
-            strict_img_size=False,
-            dynamic_img_pad=True,
-            **dd,
-        )
-        self.num_patches = self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **dd))
-        if use_pos_embed:
-            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim, **dd))
-        else:
-            self.pos_embed = None
-        self.pos_drop = nn.Dropout(pos_drop_rate)
-
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            ConViTBlock(
-                embed_dim,
-                num_heads,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                proj_drop=proj_drop_rate,
-                attn_drop=attn_drop_rate,
-                drop_path=rates[i],
-                use_gpsa=i < local_up_to_layer,
-                locality_strength=locality_strength,
-                norm_layer=norm_layer,
-                **dd,
-            )
-            for i in range(depth)
-        )
-        self.norm = norm_layer(embed_dim, **dd)
-        reduction = self.patch_embed.feat_ratio()
-        self.feature_info = [
-            dict(num_chs=embed_dim, reduction=reduction, module=f"blocks.{i}") for i in range(depth)
-        ]
-        self.head_drop = nn.Dropout(drop_rate)
-        self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
-        self.init_weights()
-
-    @torch.no_grad()
-    def init_weights(self) -> None:
-        """truncated-normal (std .02) tokens and linears, zero biases, unit norms, then GPSA locality."""
-        if self.pos_embed is not None:
-            trunc_normal_(self.pos_embed, std=0.02)
+    def init_weights(self, mode: str = "", needs_reset: bool = True) -> None:
+        """timm's ViT initialisation, then ConViT's: a truncated-normal (std .02) class token and
+        convolution-like GPSA (``local_init``, after timm's re-initialisation of every linear layer)."""
+        super().init_weights(mode, needs_reset)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
         for m in self.modules():
             if isinstance(m, GatedPositionalSelfAttention):
                 m.local_init()
 
-    # ----------------------------------------------------------------- timm model API
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"} if self.pos_embed is not None else {"cls_token"}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(
-            stem=r"^cls_token|pos_embed|patch_embed", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("", "avg", "token"):
-                raise ValueError(f"global_pool must be '', 'avg' or 'token', got {global_pool!r}")
-            self.global_pool = global_pool
-        ref = self.cls_token
-        self.head = (
-            nn.Linear(self.embed_dim, num_classes, device=ref.device, dtype=ref.dtype)
-            if num_classes > 0
-            else nn.Identity()
-        )
-
-    # ----------------------------------------------------------------- forward pieces
-    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        check_images(x, self.in_chans, "ConViT")
-        x = self.patch_embed(x)  # (B, gh, gw, C), padded up to whole patches
+    def _run_blocks(
+        self, x: torch.Tensor, blocks: nn.Sequential, take: list[int] | tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, list[torch.Tensor], tuple[int, int]]:
+        """Images -> (final tokens, class token first; the patch tokens after each block in ``take``;
+        the patch grid)."""
+        x = self.patch_embed(x)  # (B, gh, gw, C), padded to whole patches
         grid = (x.shape[1], x.shape[2])
-        x = x.flatten(1, 2)
-        if self.pos_embed is not None:
-            pos = self.pos_embed
-            if grid != tuple(self.patch_embed.grid_size):
-                pos = resample_abs_pos_embed(
-                    pos, new_size=grid, old_size=self.patch_embed.grid_size, num_prefix_tokens=0
-                )
-            x = x + pos
-        return self.pos_drop(x), grid
-
-    def _add_cls(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-
-    def _block(self, blk: nn.Module, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        if self.grad_checkpointing and not torch.jit.is_scripting():
-            return torch.utils.checkpoint.checkpoint(blk, x, grid, use_reentrant=False)
-        return blk(x, grid)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 1 + N, C)`` normed tokens, class token first."""
-        x, grid = self._embed(x)
-        for i, blk in enumerate(self.blocks):
+        x = self.norm_pre(self._pos_embed(x))  # timm's: position embedding on the patches, class token first
+        prefix, x = x[:, : self.num_prefix_tokens], x[:, self.num_prefix_tokens :]
+        taken = []
+        for i, blk in enumerate(blocks):
             if i == self.local_up_to_layer:
-                x = self._add_cls(x)
-            x = self._block(blk, x, grid)
-        if len(self.blocks) <= self.local_up_to_layer:  # every block local: prepend the class token now
-            x = self._add_cls(x)
-        return self.norm(x)
+                x = torch.cat((prefix, x), dim=1)
+            if self.grad_checkpointing:
+                x = torch.utils.checkpoint.checkpoint(blk, x, grid, use_reentrant=False)
+            else:
+                x = blk(x, grid)
+            if i in take:
+                taken.append(x[:, self.num_prefix_tokens :] if i >= self.local_up_to_layer else x)
+        if len(blocks) <= self.local_up_to_layer:  # every block ran was local: the class token joins now
+            x = torch.cat((prefix, x), dim=1)
+        return x, taken, grid
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens :].mean(dim=1)
-        elif self.global_pool == "token":
-            x = x[:, 0]
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward_features(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
+        """``(B, 1 + N, C)`` normed tokens, class token first (``attn_mask`` / ``is_causal``: timm's
+        ``forward`` passes them; only their defaults are accepted)."""
+        _check_no_mask(attn_mask, is_causal)
+        return self.norm(self._run_blocks(x, self.blocks)[0])
 
     def forward_intermediates(
         self,
@@ -270,40 +161,12 @@ class ConViT(nn.Module):
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         take, max_index = feature_take_indices(len(self.blocks), indices)
-        x, (gh, gw) = self._embed(x)
-        B = x.shape[0]
         blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
-        intermediates = []
-        has_cls = False
-        for i, blk in enumerate(blocks):
-            if i == self.local_up_to_layer:
-                x, has_cls = self._add_cls(x), True
-            x = self._block(blk, x, (gh, gw))
-            if i in take:
-                y = self.norm(x) if norm else x
-                y = y[:, self.num_prefix_tokens :] if has_cls else y
-                y = y.reshape(B, gh, gw, -1)
-                intermediates.append(y.permute(0, 3, 1, 2).contiguous() if output_fmt == "NCHW" else y)
-        if intermediates_only:
-            return intermediates
-        if not has_cls:
-            x = self._add_cls(x)
-        return self.norm(x), intermediates
-
-    def prune_intermediate_layers(
-        self,
-        indices: int | list[int] | tuple[int, ...] = 1,
-        prune_norm: bool = False,
-        prune_head: bool = True,
-    ) -> list[int]:
-        """Drop the blocks after the last one ``indices`` asks for (and norm / head); return the indices."""
-        take, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take
+        x, taken, (gh, gw) = self._run_blocks(x, blocks, take)
+        maps = [(self.norm(y) if norm else y).reshape(y.shape[0], gh, gw, -1) for y in taken]
+        if output_fmt == "NCHW":
+            maps = [y.permute(0, 3, 1, 2).contiguous() for y in maps]
+        return maps if intermediates_only else (self.norm(x), maps)
 
 
 def convert_convit(state_dict: StateDict, model: nn.Module | None = None) -> StateDict:
@@ -325,19 +188,12 @@ FAMILY = register_family(
         license="apache-2.0",
         converter=convert_convit,
         cfg=dict(
-            num_classes=1000,
-            input_size=(3, 224, 224),
-            pool_size=None,
-            crop_pct=0.875,
-            interpolation="bicubic",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            fixed_input_size=False,
             first_conv="patch_embed.proj",
             classifier="head",
         ),
         goldens={"convit_tiny": "az_convit_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=3),
+        dense=DenseLayout.plain_vit(),
     )
 )
 

@@ -12,14 +12,13 @@ from functools import partial
 from typing import Any
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import make_divisible
 from timm.models import register_model
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
 
 from attnzoo._timm import byoanet_model_cfgs as timm_byoa_cfgs
 from attnzoo.backbones._convert import StateDict, verify_against_model
-from attnzoo.backbones._family import Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.layers import HaloAttention
 
 __all__ = ["HaloNet", "convert_halonet"]
@@ -146,19 +145,22 @@ FAMILY = register_family(
         converter=convert_halonet,
         cfg=dict(
             url="",
-            num_classes=1000,
             input_size=(3, 256, 256),
             pool_size=(8, 8),
             crop_pct=0.94,
-            interpolation="bicubic",
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
             first_conv="stem.conv1.conv",
             classifier="head.fc",
-            fixed_input_size=False,
         ),
         goldens={"halonet26t": "az_halonet26t"},
         feature_cfg=dict(flatten_sequential=True),
+        # feature_info 0 is the stem's stride-2 map; final_conv (after stages.3) is the last stage's output.
+        dense=DenseLayout(
+            out_indices=(1, 2, 3, 4),
+            stem=r"stem\.",
+            stage=r"stages\.(\d+)\.",
+            last=r"final_conv\.",
+            first_stage=1,
+        ),
     )
 )
 

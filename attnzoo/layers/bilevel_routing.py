@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from timm.layers import register_notrace_function
 from torch import nn
 
 from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention, region_grid
 
 __all__ = ["BiLevelRoutingAttention", "GlobalAttentionLePE", "QKVLinear"]
+
+# The ops check shapes and pick a kernel per call: torch.fx keeps each as one call, the layer around
+# them (projections, head split, LePE) is traced.
+register_notrace_function(bilevel_routing)
+register_notrace_function(bilevel_routing_attention)
 
 
 class QKVLinear(nn.Module):

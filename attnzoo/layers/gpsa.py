@@ -3,7 +3,9 @@
 Parameter names follow timm's ``convit`` (``qk``, ``v``, ``proj``, ``pos_proj``, ``gating_param``,
 ``qkv``), so timm's and the official checkpoints load unchanged. GPSA works on any rectangular patch
 grid: the relative offsets are built for ``(grid_h, grid_w)`` (timm assumes a square grid of side
-``sqrt(N)``) and kept in a per-module cache that never enters the state dict.
+``sqrt(N)``) and kept in a per-module cache that never enters the state dict. Both layers take the
+keyword arguments timm's ``Block`` gives an attention layer (so it builds them), and both take
+``grid_size`` in ``forward``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from timm.layers import Attention, register_notrace_function
 from torch import nn
 
 __all__ = ["GatedPositionalSelfAttention", "MultiHeadSelfAttention", "relative_offsets"]
@@ -35,7 +37,11 @@ def relative_offsets(
     return table.to(device=device, dtype=dtype)
 
 
-def _grid_of(num_tokens: int, grid_size: tuple[int, int] | None) -> tuple[int, int]:
+# torch.fx: the check branches on the traced shape, so a trace records it as one call (autowrap needs a
+# public name).
+@register_notrace_function
+def check_grid(num_tokens: int, grid_size: tuple[int, int] | None) -> tuple[int, int]:
+    """``grid_size`` as two ints, checked to hold ``num_tokens`` patches (default: a square grid)."""
     if grid_size is None:
         side = math.isqrt(num_tokens)
         if side * side != num_tokens:
@@ -55,6 +61,9 @@ class GatedPositionalSelfAttention(nn.Module):
     ``sigmoid(gating_param)`` per head, then renormalised. ``local_init`` sets the positional part to
     attend to a ``sqrt(heads) x sqrt(heads)`` neighbourhood (one offset per head), like a convolution.
     Input ``(B, N, C)`` with N = grid_h * grid_w patch tokens (no class token).
+
+    ``qk_norm``, ``scale_norm``, ``proj_bias`` and ``norm_layer`` are timm ``Attention``'s arguments, taken
+    so that timm's ``Block`` can build the layer; GPSA has neither norm.
     """
 
     def __init__(
@@ -65,12 +74,18 @@ class GatedPositionalSelfAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         locality_strength: float = 1.0,
+        qk_norm: bool = False,
+        scale_norm: bool = False,
+        proj_bias: bool = True,
+        norm_layer: type[nn.Module] | None = None,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not a multiple of num_heads {num_heads}")
+        if qk_norm or scale_norm:
+            raise ValueError("GatedPositionalSelfAttention has no qk_norm / scale_norm")
         dd = {"device": device, "dtype": dtype}
         self.dim = dim
         self.num_heads = num_heads
@@ -80,7 +95,7 @@ class GatedPositionalSelfAttention(nn.Module):
         self.qk = nn.Linear(dim, 2 * dim, bias=qkv_bias, **dd)
         self.v = nn.Linear(dim, dim, bias=qkv_bias, **dd)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim, **dd)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         self.pos_proj = nn.Linear(3, num_heads, **dd)
         self.gating_param = nn.Parameter(torch.ones(num_heads, **dd))
@@ -108,9 +123,11 @@ class GatedPositionalSelfAttention(nn.Module):
     def offsets(self, grid_size: tuple[int, int]) -> torch.Tensor:
         """The ``(1, N, N, 3)`` relative-offset table for a patch grid, on the layer's device / dtype."""
         ref = self.qk.weight
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():  # build in-graph, keep no state
+        gh, gw = grid_size
+        traced = not (isinstance(gh, int) and isinstance(gw, int))  # torch.fx proxies, symbolic sizes
+        if traced or torch.compiler.is_compiling() or torch.jit.is_tracing():  # build in-graph, keep no state
             return relative_offsets(grid_size, device=ref.device, dtype=ref.dtype)
-        key = (grid_size[0], grid_size[1], ref.device, ref.dtype)
+        key = (gh, gw, ref.device, ref.dtype)
         table = self._offsets.get(key)
         if table is None:
             if len(self._offsets) >= _CACHE_LIMIT:
@@ -122,7 +139,7 @@ class GatedPositionalSelfAttention(nn.Module):
     def attention(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
         """The gated attention weights ``(B, heads, N, N)``, rows summing to one."""
         B, N, C = x.shape
-        grid = _grid_of(N, grid_size)
+        grid = check_grid(N, grid_size)
         q, k = self.qk(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         content = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
         position = self.pos_proj(self.offsets(grid)).permute(0, 3, 1, 2).softmax(dim=-1)
@@ -140,37 +157,16 @@ class GatedPositionalSelfAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """Standard multi-head self-attention (ConViT's non-local blocks), on PyTorch SDPA."""
+class MultiHeadSelfAttention(Attention):
+    """timm's multi-head self-attention (ConViT's non-local blocks, on PyTorch SDPA), also taking the
+    ``grid_size`` it does not need, so a ConViT block calls either of its layers the same way."""
 
-    def __init__(
+    def forward(
         self,
-        dim: int,
-        num_heads: int = 8,
-        qkv_bias: bool = False,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-        device=None,
-        dtype=None,
-    ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not a multiple of num_heads {num_heads}")
-        dd = {"device": device, "dtype": dtype}
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
-        self.attn_drop = attn_drop
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
-        self.proj = nn.Linear(dim, dim, **dd)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor, grid_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """``x``: ``(B, N, C)``; ``grid_size`` is accepted for symmetry with GPSA and ignored."""
-        B, N, C = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
-        )
-        x = x.transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(self.proj(x))
+        x: torch.Tensor,
+        grid_size: tuple[int, int] | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """``x``: ``(B, N, C)``; ``grid_size`` is ignored."""
+        return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import make_divisible, trunc_normal_
+from timm.layers import make_divisible, register_notrace_function, trunc_normal_
 from torch import nn
 
 from attnzoo.kernels import halo_attention
 
 __all__ = ["HaloAttention", "RelPosTables"]
+
+# The op checks shapes and picks a kernel per call: torch.fx keeps it as one call, the layer around it
+# (projections, padding, relative logits, crop) is traced.
+register_notrace_function(halo_attention)
+
+
+@register_notrace_function  # branches on the shape (torch.fx wraps only public names)
+def check_channels(x: torch.Tensor, dim: int) -> None:
+    """Name a wrong channel count here rather than let the 1x1 projections fail on it."""
+    if x.shape[1] != dim:
+        raise ValueError(f"HaloAttention expects {dim} input channels, got {x.shape[1]}")
 
 
 class RelPosTables(nn.Module):
@@ -91,12 +102,12 @@ class HaloAttention(nn.Module):
         """[B, heads * sum(dims), H, W] -> per part [B * heads, H, W, dim] (channels head-major)."""
         b, _, h, w = x.shape
         x = x.reshape(b, self.num_heads, sum(dims), h, w).permute(0, 1, 3, 4, 2)
-        return [part.reshape(b * self.num_heads, h, w, -1) for part in torch.split(x, dims, dim=-1)]
+        parts = torch.split(x, dims, dim=-1)  # indexed, not iterated: torch.fx cannot iterate it
+        return [parts[i].reshape(b * self.num_heads, h, w, -1) for i in range(len(dims))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        if c != self.dim:
-            raise ValueError(f"HaloAttention expects {self.dim} input channels, got {c}")
+        check_channels(x, self.dim)
+        b, _, h, w = x.shape
         bs, halo, s = self.block_size, self.halo_size, self.block_stride
         nbh, nbw = -(-h // bs), -(-w // bs)
         out_h, out_w = -(-h // s), -(-w // s)

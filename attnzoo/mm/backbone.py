@@ -4,31 +4,33 @@ Stages, for ``frozen_stages``
 -----------------------------
 mmdet's ResNet convention: ``frozen_stages=0`` freezes the stem, ``frozen_stages=n`` the stem and the
 first ``n`` stages (parameters get ``requires_grad=False``; the frozen modules stay in eval mode, also
-after ``.train()``). A *stage* here is one entry of the model's full ``feature_info`` that is not part
-of the stem:
+after ``.train()``); the largest valid value, the number of stages, freezes every parameter.
 
-- hierarchical models (BiFormer, HaloNet): the resolution stages. The stem is what runs before the
-  first stage (BiFormer: ``downsample_layers.0``; HaloNet: ``stem.*``, whose stride-2 feature is not
-  counted as a stage); the downsampling layer in front of stage ``i`` belongs to stage ``i``; the
-  final norm (BiFormer) or ``final_conv`` (HaloNet) belongs to the last stage.
-- plain ViT-like models (ConViT, InfViT: every feature at stride 16): each transformer block is a
-  stage, and the stem is ``patch_embed`` + ``cls_token`` + ``pos_embed`` (as mmpretrain's
-  ``VisionTransformer`` does). ``frozen_stages=4`` freezes the patch embedding and blocks 0-3; the
-  final norm only freezes with the last block.
+For attnzoo models the family record says what the stages are (``Family.dense``, a
+:class:`~attnzoo.backbones._family.DenseLayout`): stage ``k`` ends in ``feature_info`` entry
+``first_stage + k`` (entries before ``first_stage`` are stem outputs, e.g. HaloNet's stride-2
+``stem.conv1``), and its regexes put each parameter, by the model's own name, in the stem, a stage, or
+after the last stage (final norm / conv: frozen with the last stage). Hierarchical families count
+resolution stages (a downsample belongs to the stage it opens); plain ViTs (ConViT, InfViT) count
+blocks, with ``patch_embed`` + ``cls_token`` + ``pos_embed`` as the stem, as mmpretrain's
+``VisionTransformer`` does. The same record gives the default ``out_indices``. A parameter the layout
+does not place is an error, so an incomplete layout fails the adapter tests (parametrised over the
+registry), not a training run.
 
-Models whose features come from ``FeatureGetterNet`` (``forward_intermediates``) are mapped to stages
-with the model's ``group_matcher(coarse=True)``; models wrapped by ``FeatureListNet`` (run as a
-sequence of modules) by their execution order. Parameter-free modules (dropout after the stem) are not
-switched to eval mode unless they sit inside a frozen module.
+Models timm registers and attnzoo does not get a generic rule instead: the last four ``feature_info``
+entries by default (pass ``out_indices`` for a model with fewer); the stages are the entries at
+stride >= 4 (ResNet-style stride-2 stem outputs are not stages), and parameters are assigned by
+registration order (those before stage 0's module are the stem; those between two stage modules open
+the later stage), which holds for models that register their modules in the order they run.
 
-Plain ViT-like models give one stride; detection / segmentation configs put a neck in front of the
-head that makes the pyramid (mmseg's ``Feature2Pyramid`` / ``MultiLevelNeck``, usable from mmdet
-configs as ``type='mmseg.Feature2Pyramid'``).
+Parameter-free modules (dropout after the stem) are not switched to eval mode unless they sit inside a
+frozen module. Plain ViT-like models give one stride; detection / segmentation configs put a neck in
+front of the head that makes the pyramid (mmseg's ``Feature2Pyramid`` / ``MultiLevelNeck``, usable
+from mmdet configs as ``type='mmseg.Feature2Pyramid'``).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -41,17 +43,20 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import attnzoo  # noqa: F401  (registers the attnzoo models with timm)
 from attnzoo._timm import FeatureGetterNet
+from attnzoo.backbones._family import DenseLayout, UnknownModelError, family_of
 
-_STEM = -1.0
-_LAST = math.inf  # timm's group_matcher suffix (99999,): "belongs with the previous group"
+# Default for models without a family record: the four coarsest levels, what FPN-style necks expect.
+_GENERIC_OUT_INDICES = (-4, -3, -2, -1)
 
 
 class AttnZooBackbone(BaseModule):
     """A timm ``features_only`` model as an OpenMMLab backbone.
 
     Args:
-        model_name: a timm model name, e.g. ``'biformer_tiny'`` (see ``attnzoo list``).
-        out_indices: indices into the model's ``feature_info`` to return; default: the last four.
+        model_name: a timm model name, e.g. ``'biformer_tiny'`` (see ``attnzoo list``); a name timm does
+            not know raises :class:`~attnzoo.backbones.UnknownModelError` listing close matches.
+        out_indices: indices into the model's ``feature_info`` to return; default: the family record's
+            (``Family.dense.out_indices``), the last four for other timm models.
         pretrained: ``False``, ``True`` (the model's default pretrained weights) or a path to a
             checkpoint file (official or attnzoo keys; converted by ``attnzoo.convert_official``).
         frozen_stages: freeze the stem and the first ``frozen_stages`` stages; ``-1`` freezes nothing.
@@ -75,11 +80,9 @@ class AttnZooBackbone(BaseModule):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(model_name, str) or not timm.is_model(model_name):
-            raise ValueError(
-                f"AttnZooBackbone: unknown model_name {model_name!r} (not registered with timm); "
-                f"attnzoo models: {', '.join(attnzoo.list_models())}"
-            )
+            raise UnknownModelError(model_name, timm.list_models())
         self.model_name = model_name
+        self.layout: DenseLayout | None = _family_layout(model_name)
         kwargs = dict(model_kwargs)
         if drop_path_rate is not None:
             kwargs["drop_path_rate"] = drop_path_rate
@@ -88,31 +91,22 @@ class AttnZooBackbone(BaseModule):
             pretrained = True
         elif not isinstance(pretrained, bool):
             raise TypeError(f"pretrained must be a bool or a file path, got {pretrained!r}")
-        if out_indices is not None:
-            if isinstance(out_indices, int) or not all(isinstance(i, int) for i in out_indices):
-                raise TypeError(f"out_indices must be a sequence of ints, got {out_indices!r}")
-            out_indices = tuple(out_indices)
-            if not out_indices or len(set(out_indices)) != len(out_indices):
-                raise ValueError(f"out_indices must be non-empty and without repeats, got {out_indices}")
+        if out_indices is None:
+            out_indices = self.layout.out_indices if self.layout else _GENERIC_OUT_INDICES
+        elif isinstance(out_indices, int) or not all(isinstance(i, int) for i in out_indices):
+            raise TypeError(f"out_indices must be a sequence of ints, got {out_indices!r}")
+        out_indices = tuple(out_indices)
+        if not out_indices or len(set(out_indices)) != len(out_indices):
+            raise ValueError(f"out_indices must be non-empty and without repeats, got {out_indices}")
         try:
             self.model = timm.create_model(
-                model_name,
-                pretrained=pretrained,
-                features_only=True,
-                **({} if out_indices is None else {"out_indices": out_indices}),
-                **kwargs,
+                model_name, pretrained=pretrained, features_only=True, out_indices=out_indices, **kwargs
             )
-        except AssertionError as err:  # timm's out-of-range message, with the model named
+        except (AssertionError, IndexError) as err:  # timm's out-of-range errors, with the model named
             raise ValueError(f"AttnZooBackbone({model_name!r}, out_indices={out_indices}): {err}") from err
-        if out_indices is None:  # timm's default may be all levels; keep the last four
-            levels = len(self.model.feature_info.info)
-            wanted = tuple(range(max(0, levels - 4), levels))
-            if tuple(self.model.feature_info.out_indices) != wanted:
-                self.model = timm.create_model(
-                    model_name, pretrained=pretrained, features_only=True, out_indices=wanted, **kwargs
-                )
         info = self.model.feature_info
-        self.out_indices: tuple[int, ...] = tuple(info.out_indices)
+        levels = len(info.info)
+        self.out_indices: tuple[int, ...] = tuple(i + levels if i < 0 else i for i in info.out_indices)
         self.out_channels: tuple[int, ...] = tuple(info.channels())
         self.strides: tuple[int, ...] = tuple(info.reduction())
         self.norm_eval = norm_eval
@@ -122,66 +116,44 @@ class AttnZooBackbone(BaseModule):
             self._freeze_stages(frozen_stages)
 
     # ---------------------------------------------------------------------------------------- stages
-    def _stem_regex(self) -> re.Pattern | None:
-        model = getattr(self.model, "model", None)
-        matcher = getattr(model, "group_matcher", None)
-        if matcher is None:
-            return None
-        stem = matcher(coarse=True).get("stem")
-        return re.compile(stem) if isinstance(stem, str) else None
+    def _stage_modules(self) -> list[str]:
+        """The ``feature_info`` module (the model's own name) that ends each stage, in order."""
+        info = self.model.feature_info.info
+        if self.layout is not None:
+            return [d["module"] for d in info[self.layout.first_stage :]]
+        return [d["module"] for d in info if d["reduction"] >= 4]
 
-    def stage_modules(self) -> list[str]:
-        """The module name (in the model's own naming) that ends each stage, in order."""
-        stem = self._stem_regex()
-        return [
-            d["module"]
-            for d in self.model.feature_info.info
-            if d["reduction"] >= 4 and not (stem and stem.match(d["module"]))
-        ]
-
-    def _param_ranks(self) -> tuple[dict[str, float | None], list[float]]:
-        """Each parameter's stage rank (-1 stem, 0.. stages) and the rank that ends each stage."""
-        stages = self.stage_modules()
-        if isinstance(self.model, FeatureGetterNet):
-            inner = self.model.model
-            if not hasattr(inner, "group_matcher"):
-                raise NotImplementedError(f"{self.model_name}: frozen_stages needs model.group_matcher()")
-            specs = _compile_matcher(inner.group_matcher(coarse=True))
-            ranks = {f"model.{n}": _rank(n, specs) for n, _ in inner.named_parameters()}
-            ends = [_rank(m, specs) for m in stages]
-            if any(r is None for r in ends):
-                raise NotImplementedError(f"{self.model_name}: group_matcher does not cover {stages}")
-            return ranks, ends
-        # FeatureListNet / FeatureDictNet: children run in order; module 'a.b' became child 'a_b'.
-        children = [n for n, _ in self.model.named_children()]
-        stage_child = {}
-        for k, m in enumerate(stages):
-            name = m if m in children else m.replace(".", "_", 1)
-            if name in children:
-                stage_child[name] = k
-        ranks: dict[str, float | None] = {}
-        current = _STEM
-        for child_name, child in self.model.named_children():
-            if child_name in stage_child:
-                rank = float(stage_child[child_name])
-                current = rank + 1
-            else:
-                rank = current
-            for n, _ in child.named_parameters():
-                ranks[f"{child_name}.{n}"] = rank
-        return ranks, [float(k) for k in range(len(stages))]
+    def _stage_ranks(self, stages: list[str]) -> dict[str, int]:
+        """Each parameter's stage (-1: the stem), by the family's layout, else by registration order."""
+        own = _own_names(self.model)
+        if self.layout is None:
+            return _ranks_by_order(own, stages)
+        layout = self.layout
+        stem, stage, last = (re.compile(p) for p in (layout.stem, layout.stage, layout.last))
+        ranks: dict[str, int] = {}
+        for name, own_name in own.items():
+            if stem.match(own_name):
+                ranks[name] = -1
+            elif match := stage.match(own_name):
+                ranks[name] = int(match.group(1))
+            elif last.match(own_name):
+                ranks[name] = len(stages) - 1
+        bad = [own_name for name, own_name in own.items() if not -1 <= ranks.get(name, -2) < len(stages)]
+        if bad:
+            raise RuntimeError(
+                f"{self.model_name}: its family's DenseLayout ({layout}) puts these parameters in no stem "
+                f"or stage of {len(stages)}: {bad[:8]}{' ...' if len(bad) > 8 else ''}"
+            )
+        return ranks
 
     def _freeze_stages(self, frozen_stages: int) -> None:
-        ranks, ends = self._param_ranks()
-        if frozen_stages > len(ends):
+        stages = self._stage_modules()
+        if frozen_stages > len(stages):
             raise ValueError(
-                f"frozen_stages={frozen_stages} but {self.model_name} has {len(ends)} stages "
-                f"({self.stage_modules()}) after the stem"
+                f"frozen_stages={frozen_stages} but {self.model_name} has {len(stages)} stages "
+                f"({stages}) after the stem"
             )
-        limit = _STEM if frozen_stages == 0 else ends[frozen_stages - 1]
-        if frozen_stages == len(ends):
-            limit = _LAST
-        frozen = {n for n, r in ranks.items() if r is not None and r <= limit}
+        frozen = {n for n, rank in self._stage_ranks(stages).items() if rank < frozen_stages}
         for name, param in self.model.named_parameters():
             if name in frozen:
                 param.requires_grad_(False)
@@ -221,28 +193,48 @@ class AttnZooBackbone(BaseModule):
             super().init_weights()
 
 
-def _compile_matcher(matcher: dict) -> list[tuple[str, re.Pattern, tuple]]:
-    specs = []
-    for key, spec in matcher.items():
-        if isinstance(spec, str):
-            specs.append((key, re.compile(spec), ()))
+def _family_layout(model_name: str) -> DenseLayout | None:
+    """The family record's layout; ``None`` for a model timm registers and attnzoo does not."""
+    try:
+        return family_of(model_name).dense
+    except UnknownModelError:
+        return None
+
+
+def _own_names(model: nn.Module) -> dict[str, str]:
+    """The ``features_only`` wrapper's parameter names -> the model's own (state-dict) names.
+
+    timm's getter wrapper holds the model as ``model``; its list / dict wrappers flatten each top-level
+    ``nn.Sequential`` a feature comes from (``flatten_sequential``: ``stem.conv1`` becomes child
+    ``stem_conv1``), and such a Sequential shows up as the dotted prefix of a ``feature_info`` module.
+    """
+    if isinstance(model, FeatureGetterNet):
+        return {name: name.removeprefix("model.") for name, _ in model.named_parameters()}
+    flattened = {d["module"].split(".")[0] for d in model.feature_info.info if "." in d["module"]}
+    names = {}
+    for name, _ in model.named_parameters():
+        child, _, rest = name.partition(".")
+        prefix = next((p for p in flattened if child.startswith(p + "_")), None)
+        if prefix is not None:
+            child = f"{prefix}.{child[len(prefix) + 1 :]}"
+        names[name] = f"{child}.{rest}"
+    return names
+
+
+def _ranks_by_order(own: dict[str, str], stages: list[str]) -> dict[str, int]:
+    """The generic rule, for models without a family record: stages by registration order.
+
+    A parameter inside a stage's module belongs to that stage; one outside every stage module belongs
+    to the next stage (before stage 0: the stem; after the last: the last stage).
+    """
+    ranks: dict[str, int] = {}
+    current = -1
+    for name, own_name in own.items():
+        inside = [k for k, m in enumerate(stages) if own_name.startswith(m + ".")]
+        if inside:
+            current = inside[0]
+            ranks[name] = current
+            current += 1
         else:
-            for regex, suffix in spec:
-                specs.append((key, re.compile(regex), tuple(suffix or ())))
-    return specs
-
-
-def _rank(name: str, specs: list[tuple[str, re.Pattern, tuple]]) -> float | None:
-    for key, regex, suffix in specs:
-        match = regex.match(name)
-        if not match:
-            continue
-        if key == "stem":
-            return _STEM
-        numbers = [float(g) for g in match.groups() if g is not None]
-        if numbers:
-            return numbers[0]
-        if suffix and suffix[0] == 99999:
-            return _LAST
-        return float(suffix[0]) if suffix else None
-    return None
+            ranks[name] = min(current, len(stages) - 1)
+    return ranks

@@ -115,6 +115,21 @@ def test_features_only_any_size():
         assert [f.shape[-2:] for f in picked(torch.randn(1, 3, 48, 33))] == [(3, 3)] * 2
 
 
+@pytest.mark.parametrize("local", [0, 3])
+def test_class_token_joins_after_the_gpsa_blocks_also_at_the_ends(local):
+    """No GPSA block (class token from the start) or only GPSA blocks (it joins after the last one)."""
+    model = timm.create_model("az_convit_tiny", depth=3, local_up_to_layer=local).eval()
+    assert sum(isinstance(blk.attn, GatedPositionalSelfAttention) for blk in model.blocks) == local
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        torch.testing.assert_close(final, model.forward_features(x))
+    assert final.shape == (1, 1 + 3 * 4, 192)
+    assert [m.shape for m in maps] == [(1, 192, 3, 4)] * 3
+    with pytest.raises(NotImplementedError, match="mask"):
+        model(x, is_causal=True)
+
+
 def test_wrong_channel_count_raises():
     model = timm.create_model("az_convit_tiny").eval()
     with pytest.raises(ValueError, match=r"3 input channels, got 4 channels"):

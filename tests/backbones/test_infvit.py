@@ -126,6 +126,14 @@ def test_wrong_channel_count_is_a_clear_error():
         model.forward_intermediates(torch.randn(1, 4, 32, 32))
 
 
+def test_pruning_an_eval_model_keeps_it_in_eval():
+    """timm's prune_intermediate_layers puts new modules in place: a shorter ``blocks``, Identity norms."""
+    with torch.device("meta"):
+        model = timm.create_model(TINY).eval()
+    model.prune_intermediate_layers([1, 3], prune_norm=True)
+    assert len(model.blocks) == 4 and not any(m.training for m in model.modules())
+
+
 def test_mode_argument_is_checked():
     with pytest.raises(ValueError, match="mode must be"):
         InfViT(mode="softmax", embed_dim=32, depth=1, num_heads=2)

@@ -3,7 +3,7 @@
 import pytest
 import timm
 import torch
-from timm.layers import Attention
+from timm.layers import Attention, create_feature_extractor
 
 from attnzoo.kernels import use_kernels
 from attnzoo.layers import InfiniteSelfAttention, swap_attention
@@ -151,3 +151,13 @@ def test_swap_attention_keeps_qk_norm_and_honours_predicate():
     assert isinstance(vit.blocks[1].attn, InfiniteSelfAttention) and vit.blocks[1].attn.q_norm is q_norm
     with pytest.raises(ValueError, match="no attention module"):
         swap_attention(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+@pytest.mark.parametrize("mode", ["pure", "linear"])
+def test_swapped_vit_traces_with_torch_fx(mode):
+    """timm's fx feature extraction traces through the layer (the ops and the mask check are leaf calls)."""
+    vit = swap_attention(_small_vit(), mode=mode)
+    traced = create_feature_extractor(vit, ["head"])
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x)["head"], vit(x))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +21,43 @@ from mmseg.registry import MODELS as SEG_MODELS
 from mmseg.structures import SegDataSample
 
 import attnzoo
+from attnzoo.backbones import FAMILIES, UnknownModelError
 from attnzoo.mm import AttnZooBackbone
+from attnzoo.zoo.facts import smallest_variant_per_family
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.py"))
 
-# (model_name, out_indices) covering a getter-wrapped hierarchical, a list-wrapped and a plain model
-CASES = [("biformer_tiny", (0, 1, 2, 3)), ("az_halonet_h0", (1, 2, 3, 4)), ("az_convit_tiny", (3, 7, 11))]
+# Parametrised over the registry: a new family is covered with no new test code.
+FAMILY_NAMES = list(FAMILIES)
+_BUILT: dict[tuple, torch.nn.Module] = {}
+
+
+@pytest.fixture
+def build_once(monkeypatch):
+    """``timm.create_model`` built once per arguments, then copied: a ``frozen_stages`` sweep over a
+    12-block ViT costs one model build, not fourteen.
+
+    The copies share parameter storage (weight init and cloning dominate the cost on CPU) but get their
+    own ``Parameter`` objects, so ``requires_grad`` and ``.grad`` are per copy; buffers are copied.
+    """
+    create = timm.create_model
+
+    def cached(name, **kwargs):
+        key = (name, tuple(sorted(kwargs.items())))
+        if key not in _BUILT:
+            _BUILT[key] = create(name, **kwargs)
+        model = _BUILT[key]
+        shared = {id(p): torch.nn.Parameter(p.detach(), p.requires_grad) for p in model.parameters()}
+        return copy.deepcopy(model, shared)
+
+    monkeypatch.setattr(timm, "create_model", cached)
+
+
+def _smallest(family):
+    """The family's smallest model; looked up when a test runs, not at collection (counting every
+    variant's parameters builds them all)."""
+    return dict(zip(FAMILIES, smallest_variant_per_family(), strict=True))[family]
 
 
 def _build(scope, cfg):
@@ -40,6 +72,14 @@ def _backbone(registry=DET_MODELS, **kwargs):
     return registry.build(cfg)
 
 
+def _frozen(backbone):
+    return {n for n, p in backbone.named_parameters() if not p.requires_grad}
+
+
+def _batchnorms(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 def test_import_attnzoo_does_not_import_openmmlab():
     code = "import sys, attnzoo; bad = [m for m in ('mmdet', 'mmseg', 'mmengine', 'attnzoo.mm') if m in sys.modules]; print(bad); assert not bad"  # noqa: E501
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
@@ -50,51 +90,97 @@ def test_registered_in_both_registries():
     assert SEG_MODELS.get("AttnZooBackbone") is AttnZooBackbone
 
 
-@pytest.mark.parametrize("registry", [DET_MODELS, SEG_MODELS], ids=["mmdet", "mmseg"])
-@pytest.mark.parametrize("name,out_indices", CASES)
-def test_shapes_match_feature_info(registry, name, out_indices):
+# ------------------------------------------------------------- every family, from its record
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_default_out_indices_come_from_the_family_record(family, build_once):
+    name = _smallest(family)
     torch.manual_seed(0)
-    backbone = _backbone(registry, model_name=name, out_indices=out_indices).eval()
-    info = backbone.model.feature_info
-    assert backbone.out_indices == out_indices
-    assert backbone.out_channels == tuple(info.channels())
-    assert backbone.strides == tuple(info.reduction())
+    backbone = _backbone(SEG_MODELS, model_name=name).eval()
+    info = backbone.model.feature_info.info
+    declared = FAMILIES[family].dense.out_indices
+    assert backbone.out_indices == tuple(i % len(info) for i in declared)
+    assert backbone.out_channels == tuple(info[i]["num_chs"] for i in backbone.out_indices)
+    assert backbone.strides == tuple(info[i]["reduction"] for i in backbone.out_indices)
     h, w = 61, 93  # odd, non-square, not a multiple of any stride or window
     with torch.no_grad():
         outs = backbone(torch.randn(2, 3, h, w))
-    assert isinstance(outs, tuple) and len(outs) == len(out_indices)
+    assert isinstance(outs, tuple) and len(outs) == len(declared)
     for out, c, s in zip(outs, backbone.out_channels, backbone.strides, strict=True):
         assert out.shape == (2, c, math.ceil(h / s), math.ceil(w / s))
         assert torch.isfinite(out).all()
 
 
-def test_default_out_indices_are_the_last_four():
-    assert _backbone(model_name="az_halonet_h0").out_indices == (1, 2, 3, 4)
+def _group_matcher_stem(name, names):
+    """The parameters (of ``names``) the model's own ``group_matcher(coarse=True)`` calls its stem.
+
+    An independent statement of the stem: timm's layer-decay grouping, which the timm battery checks. The
+    feature wrappers rename parameters (the getter nests the model as ``model``; the list wrapper turns
+    a flattened Sequential's ``stem.conv1`` into ``stem_conv1``), so both spellings are tried.
+    """
+    stem = re.compile(timm.create_model(name).group_matcher(coarse=True)["stem"])
+    own = {n: n.removeprefix("model.").removeprefix("model.") for n in names}
+    return {n for n, o in own.items() if stem.match(o) or stem.match(o.replace("_", ".", 1))}
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_frozen_stages_freeze_the_stem_then_one_more_stage_each(family, build_once):
+    name = _smallest(family)
+    everything = {n for n, _ in _backbone(model_name=name).named_parameters()}
+    frozen = _frozen(_backbone(model_name=name, frozen_stages=0))
+    assert frozen and frozen == _group_matcher_stem(name, everything)
+    stages = 0
+    while frozen != everything:
+        stages += 1
+        more = _frozen(_backbone(model_name=name, frozen_stages=stages))
+        assert frozen < more, f"frozen_stages={stages} freezes no more than {stages - 1}"
+        frozen = more
+    info = _backbone(model_name=name).model.feature_info.info
+    assert stages == len(info) - FAMILIES[family].dense.first_stage
+    with pytest.raises(ValueError, match=rf"frozen_stages={stages + 1} but {name} has {stages} stages"):
+        _backbone(model_name=name, frozen_stages=stages + 1)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_frozen_modules_stay_in_eval_and_get_no_gradients(family, build_once):
+    name = _smallest(family)
+    torch.manual_seed(0)
+    backbone = _backbone(model_name=name, frozen_stages=1).train()
+    frozen = _frozen(backbone)
+    assert backbone.training
+    for module_name, module in backbone.named_modules():
+        params = {f"{module_name}.{n}" for n, _ in module.named_parameters()}
+        if params:  # eval iff all its parameters are frozen
+            assert module.training != (params <= frozen), module_name
+    sum(out.sum() for out in backbone(torch.randn(1, 3, 64, 64))).backward()
+    for param_name, param in backbone.named_parameters():
+        assert (param.grad is None) == (param_name in frozen), param_name
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_norm_eval_keeps_every_batchnorm_in_eval(family, build_once):
+    name = _smallest(family)
+    backbone = _backbone(model_name=name, norm_eval=True).train()
+    bns = _batchnorms(backbone)
+    assert backbone.training and not any(m.training for m in bns)
+    stats = [m.running_mean.clone() for m in bns]
+    backbone(torch.randn(1, 3, 64, 64))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(stats, bns, strict=True))
+    assert all(m.training for m in _batchnorms(_backbone(model_name=name).train()))
+
+
+# ------------------------------------------------------------- exact sets, pinned per family
+def test_default_out_indices_biformer_and_halonet(build_once):
+    assert _backbone(model_name="az_halonet_h0").out_indices == (1, 2, 3, 4)  # index 0: the stride-2 stem
     assert _backbone(model_name="biformer_tiny").strides == (4, 8, 16, 32)
 
 
-def _frozen(backbone):
-    return {n for n, p in backbone.named_parameters() if not p.requires_grad}
-
-
-def test_frozen_stages_biformer():
+def test_frozen_stages_biformer(build_once):
     backbone = _backbone(model_name="biformer_tiny", frozen_stages=2)
-    frozen = _frozen(backbone)
     names = {n for n, _ in backbone.named_parameters()}
     prefixes = ("model.model.downsample_layers.0.", "model.model.downsample_layers.1.")
     prefixes += ("model.model.stages.0.", "model.model.stages.1.")
-    assert frozen == {n for n in names if n.startswith(prefixes)}
-    assert any(n.startswith("model.model.downsample_layers.2.") for n in names - frozen)
-    backbone.train()
-    for name, module in backbone.named_modules():
-        if name.startswith(tuple(p.rstrip(".") for p in prefixes)):
-            assert not module.training, name
-        elif name.startswith("model.model.stages.2"):
-            assert module.training, name
-    # frozen parameters get no gradient, the others do
-    backbone(torch.randn(1, 3, 64, 64))[-1].sum().backward()
-    for name, param in backbone.named_parameters():
-        assert (param.grad is None) == (name in frozen), name
+    assert _frozen(backbone) == {n for n in names if n.startswith(prefixes)}
+    assert any(n.startswith("model.model.downsample_layers.2.") for n in names - _frozen(backbone))
     # stem only; everything
     assert _frozen(_backbone(model_name="biformer_tiny", frozen_stages=0)) == {
         n for n in names if n.startswith("model.model.downsample_layers.0.")
@@ -102,39 +188,40 @@ def test_frozen_stages_biformer():
     assert _frozen(_backbone(model_name="biformer_tiny", frozen_stages=4)) == names
 
 
-def test_frozen_stages_halonet_list_wrapper():
-    backbone = _backbone(model_name="az_halonet_h0", out_indices=(1, 2, 3, 4), frozen_stages=1)
+def test_frozen_stages_halonet_list_wrapper(build_once):
+    backbone = _backbone(model_name="az_halonet_h0", frozen_stages=1)
     names = {n for n, _ in backbone.named_parameters()}
     assert _frozen(backbone) == {n for n in names if n.startswith(("model.stem_", "model.stages_0."))}
-    backbone.train()
-    assert not backbone.model.stem_conv1.training and not backbone.model.stages_0.training
-    assert backbone.model.stages_1.training
     assert _frozen(_backbone(model_name="az_halonet_h0", frozen_stages=0)) == {
         n for n in names if n.startswith("model.stem_")
     }
 
 
-def test_frozen_stages_plain_vit_counts_blocks():
+def test_frozen_stages_plain_vit_counts_blocks(build_once):
     backbone = _backbone(model_name="az_convit_tiny", out_indices=(3, 7, 11), frozen_stages=3)
-    frozen = _frozen(backbone)
+    assert backbone.out_indices == (3, 7, 11) and backbone.strides == (16, 16, 16)
     stem = ("model.model.patch_embed.", "model.model.cls_token", "model.model.pos_embed")
     blocks = tuple(f"model.model.blocks.{i}." for i in range(3))
     names = {n for n, _ in backbone.named_parameters()}
-    assert frozen == {n for n in names if n.startswith(stem + blocks)}
-    backbone.train()
-    assert not backbone.model.model.blocks[2].training and backbone.model.model.blocks[3].training
+    assert _frozen(backbone) == {n for n in names if n.startswith(stem + blocks)}
 
 
-def test_norm_eval_keeps_batchnorm_in_eval():
-    backbone = _backbone(model_name="az_halonet_h0", norm_eval=True).train()
-    bns = [m for m in backbone.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert bns and not any(m.training for m in bns)
-    assert backbone.training and backbone.model.stages_1.training
-    stats = [m.running_mean.clone() for m in bns]
-    backbone(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(a, m.running_mean) for a, m in zip(stats, bns, strict=True))
-    plain = _backbone(model_name="az_halonet_h0").train()
-    assert all(m.training for m in plain.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+def test_timm_models_without_a_family_record_use_the_generic_rule(build_once):
+    """Not attnzoo's: the last four levels; stages at stride >= 4, parameters by registration order."""
+    resnet = _backbone(model_name="resnet18", frozen_stages=1)
+    assert resnet.out_indices == (1, 2, 3, 4) and resnet.strides == (4, 8, 16, 32)
+    names = {n for n, _ in resnet.named_parameters()}
+    assert _frozen(resnet) == {
+        n for n in names if n.startswith(("model.conv1.", "model.bn1.", "model.layer1."))
+    }
+    vit = _backbone(model_name="vit_tiny_patch16_224", frozen_stages=0)
+    assert vit.out_indices == (8, 9, 10, 11)
+    assert _frozen(vit) == {f"model.model.{n}" for n in ("cls_token", "pos_embed")} | {
+        n for n, _ in vit.named_parameters() if n.startswith("model.model.patch_embed.")
+    }
+    assert _frozen(_backbone(model_name="vit_tiny_patch16_224", frozen_stages=12)) == {
+        n for n, _ in vit.named_parameters()
+    }
 
 
 def test_pretrained_from_local_file_biformer(tmp_path):
@@ -179,8 +266,10 @@ def test_pretrained_from_local_file_converts_official_keys(tmp_path):
 
 
 def test_bad_arguments_give_clear_errors():
-    with pytest.raises(ValueError, match="unknown model_name 'biformer_tinyy'"):
+    with pytest.raises(UnknownModelError, match="unknown model 'biformer_tinyy'; did you mean biformer_tiny"):
         _backbone(model_name="biformer_tinyy")
+    with pytest.raises(ValueError, match=r"az_halonet_h0.*out_indices=\(0, 7\).*out of range"):
+        _backbone(model_name="az_halonet_h0", out_indices=(0, 7))
     with pytest.raises(ValueError, match=r"biformer_tiny.*out_indices=\(0, 7\).*out of range"):
         _backbone(model_name="biformer_tiny", out_indices=(0, 7))
     with pytest.raises(ValueError, match="repeats"):
