@@ -80,9 +80,11 @@ class AttnZooViT(VisionTransformer):
     ) -> list[int]:
         """timm's, with the modules it puts in place (a shorter ``blocks``, ``nn.Identity`` norms and
         head) in the model's train / eval mode; the blocks they hold keep theirs."""
-        kept = {id(module) for module in self.children()}
+        # The old children themselves (not their ids): holding them keeps a freed module's id from being
+        # reused by its replacement, which would then look kept.
+        kept = set(self.children())
         take = super().prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head)
         for module in self.children():
-            if id(module) not in kept:
+            if module not in kept:
                 module.training = self.training
         return take
