@@ -20,7 +20,7 @@ _ONE_CENTRED = {"weight", "gamma", "scale", "alpha", "beta_scale"}
 
 
 def load_golden(name: str) -> dict:
-    """A golden JSON shipped in tests/data (copied from ../shared/parity)."""
+    """A golden JSON shipped in tests/data (made from the official model; see docs/DESIGN.md)."""
     return json.loads((DATA / f"{name}.json").read_text())
 
 
