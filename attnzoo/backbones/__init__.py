@@ -4,7 +4,8 @@ Each module declares its :class:`~attnzoo.backbones._family.Family` record once 
 entry points out with ``@register_model``; :data:`FAMILIES` holds the records in import order.
 """
 
-from attnzoo.backbones import biformer, convit, halonet, infvit  # noqa: F401  (registration side effects)
+# registration side effects
+from attnzoo.backbones import biformer, convit, halonet, infvit, sparsifiner  # noqa: F401
 from attnzoo.backbones._family import FAMILIES, Family, UnknownModelError, family_of
 
 __all__ = ["FAMILIES", "Family", "UnknownModelError", "family_of"]

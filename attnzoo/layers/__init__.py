@@ -4,14 +4,17 @@ from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttent
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
+from attnzoo.layers.sparsifiner import ConnectivityPredictor, SparsifinerAttention
 
 __all__ = [
     "BiLevelRoutingAttention",
+    "ConnectivityPredictor",
     "GatedPositionalSelfAttention",
     "GlobalAttentionLePE",
     "HaloAttention",
     "InfiniteSelfAttention",
     "MultiHeadSelfAttention",
     "RelPosTables",
+    "SparsifinerAttention",
     "swap_attention",
 ]

@@ -1,0 +1,143 @@
+"""Top-k attention's public entry point (checks, dispatch) and its Triton op, forward + backward."""
+
+from __future__ import annotations
+
+import torch
+
+from attnzoo.kernels.dispatch import triton_available, use_triton
+from attnzoo.kernels.topk_attention.reference import check_index_range, check_shapes, topk_attention_reference
+
+__all__ = ["topk_attention"]
+
+# Launch shape, measured on an H200 (bf16, B x 6 heads x head dim 64; N = 197 / 577 / 1025 with
+# K = 50 / 145 / 257; rows per program 1 / 2 / 4 / 8 x 1 / 2 / 4 / 8 warps): the smallest programs win,
+# since every row gathers its own keys and there is no tile reuse to feed more warps (4 warps: ~1.4-1.9x
+# slower; 8 rows per program: up to 10x slower with 1 warp). One query row and one warp per forward /
+# dQ program, one warp per dK / dV (key) program.
+ROWS_PER_PROGRAM = 1
+ROW_WARPS = 1
+KEY_WARPS = 1
+
+
+def _supported(q: torch.Tensor, v: torch.Tensor) -> bool:
+    return (
+        q.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and q.shape[-1] <= 256
+        and v.shape[-1] <= 256
+    )
+
+
+def topk_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Each query row attends, by one softmax, to its own ``K`` keys ``idx[b, h, m, :]``, through the
+    dispatch rule (Triton kernel or :func:`topk_attention_reference`): ``[B, H, M, Dv]`` in q's dtype.
+
+    Indices outside ``[0, N)`` raise a ValueError on both paths (one min / max, one sync; not while a
+    graph is compiled or exported, where the kernel masks them instead of reading out of bounds).
+    """
+    check_shapes(q, k, v, idx)
+    if use_triton(q, k, v, idx, supported=_supported(q, v)):
+        check_index_range(idx, k.shape[2])
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        out, _ = torch.ops.attnzoo.topk_attention(q, k, v, idx.to(torch.int32).contiguous(), float(scale))
+        return out
+    return topk_attention_reference(q, k, v, idx, scale)
+
+
+if triton_available():
+    import triton
+    from torch.library import wrap_triton
+
+    from attnzoo.kernels.common.host import define_op, pow2, tile
+    from attnzoo.kernels.topk_attention.kernels import (
+        topk_bwd_dkdv_kernel,
+        topk_bwd_dq_kernel,
+        topk_fwd_kernel,
+    )
+
+    def _sizes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> dict:
+        b, h, m, d = q.shape
+        return dict(M=m, N=k.shape[2], TOPK=idx.shape[-1], D=d, DV=v.shape[-1])
+
+    def _row_meta(q: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> dict:
+        """Row-block launch constants: ``BK`` keys per step (``K`` rounded up to a power of two, at most
+        64, so the ``[BM, BK, D]`` gathered tiles stay in registers; longer lists loop with an online
+        softmax)."""
+        bm = ROWS_PER_PROGRAM
+        return dict(
+            NMB=triton.cdiv(q.shape[2], bm),
+            BM=bm,
+            BK=pow2(idx.shape[-1], floor=1, cap=64),
+            BD=pow2(q.shape[-1], floor=1),
+            BDV=pow2(v.shape[-1], floor=1),
+        )
+
+    def _forward(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, scale: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, h, m, _ = q.shape
+        out = torch.empty((b, h, m, v.shape[-1]), device=q.device, dtype=q.dtype)
+        lse = torch.empty((b, h, m), device=q.device, dtype=torch.float32)
+        meta = _row_meta(q, v, idx)
+        if lse.numel():
+            wrap_triton(topk_fwd_kernel)[(b * h * meta["NMB"],)](
+                q, k, v, idx, out, lse, scale, **_sizes(q, k, v, idx), **meta, num_warps=ROW_WARPS
+            )
+        return out, lse
+
+    def _inverse_index(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each key, the query rows that selected it: ``src`` ``[B * H, M * K]`` (grouped by key,
+        ascending; a row that selected a key twice appears twice) and offsets ``[B * H, N + 1]`` into it.
+        Out-of-range indices sort before offset 0 or after offset N, so no key sees them."""
+        b, h, m, topk = idx.shape
+        flat = idx.reshape(b * h, m * topk)
+        keys, order = torch.sort(flat, dim=1, stable=True)
+        src = (order // topk).to(torch.int32)
+        bounds = torch.arange(n + 1, device=idx.device, dtype=keys.dtype).expand(b * h, -1).contiguous()
+        off = torch.searchsorted(keys.contiguous(), bounds).to(torch.int32)
+        return src.contiguous(), off.contiguous()
+
+    def _backward(
+        grad_out: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        idx: torch.Tensor,
+        out: torch.Tensor,
+        lse: torch.Tensor,
+        scale: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, h, m, _ = q.shape
+        n = k.shape[2]
+        grad_out = grad_out.contiguous()
+        if lse.numel() == 0 or n == 0:
+            return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        dq, dk, dvv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        delta = (grad_out.float() * out.float()).sum(-1).contiguous()
+        sizes = _sizes(q, k, v, idx)
+        meta = _row_meta(q, v, idx)
+        wrap_triton(topk_bwd_dq_kernel)[(b * h * meta["NMB"],)](
+            q, k, v, idx, grad_out, lse, delta, dq, scale, **sizes, **meta, num_warps=ROW_WARPS
+        )
+        src, off = _inverse_index(idx, n)
+        wrap_triton(topk_bwd_dkdv_kernel)[(b * h * n,)](
+            q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **sizes,
+            BE=tile(triton.cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],
+            num_warps=KEY_WARPS,
+        )  # fmt: skip
+        return dq, dk, dvv
+
+    def _forward_fake(q, k, v, idx, scale):
+        return q.new_empty((*q.shape[:3], v.shape[-1])), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+    def _backward_fake(grad_out, q, k, v, idx, out, lse, scale):
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    define_op(
+        "topk_attention",
+        forward=_forward,
+        backward=_backward,
+        forward_fake=_forward_fake,
+        backward_fake=_backward_fake,
+    )
