@@ -30,7 +30,7 @@ from attnzoo.layers.sparsifiner import (
     ConnectivityPredictor,
     SparsifinerAttention,
     check_no_mask,
-    resample_tokens,
+    fit_token_table,
     token_mask_from_zeros,
 )
 
@@ -80,6 +80,11 @@ class SparsifinerViT(AttnZooViT):
             the official 224 px count, whatever ``img_size`` the model is built for.
         Other arguments are timm's ``VisionTransformer``'s (DeiT defaults).
     """
+
+    # The onnxruntime check of `attnzoo export`: float32 rounding differs between the runtimes by more
+    # than the smallest top-k margins of a predictor, and a flipped key moves the logits by ~5e-4 of
+    # their scale (measured at 96 px); the dense path (keep rate 1) matches to 1e-6.
+    onnx_rtol = 2e-3
 
     def __init__(
         self,
@@ -166,7 +171,7 @@ def convert_sparsifiner(state_dict: StateDict, model: torch.nn.Module | None = N
         num_tokens = model.patch_embed.num_patches + 1
         for key, value in list(out.items()):
             if key.endswith(_PREDICTOR_TABLES) and value.ndim == 2 and value.shape[0] != num_tokens:
-                out[key] = resample_tokens(value, num_tokens)
+                out[key] = fit_token_table(value, num_tokens)
     return verify_against_model(out, model)
 
 

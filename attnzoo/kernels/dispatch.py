@@ -66,7 +66,7 @@ def triton_interpreter() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def _graph_capture() -> bool:
+def graph_capture() -> bool:
     """True while ONNX export, jit tracing or torch.export is capturing a graph."""
     if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
         return True
@@ -93,4 +93,4 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
         if not triton_interpreter() and not all(t.is_cuda for t in tensors):
             raise RuntimeError("kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         return True
-    return supported and triton_available() and all(t.is_cuda for t in tensors) and not _graph_capture()
+    return supported and triton_available() and all(t.is_cuda for t in tensors) and not graph_capture()

@@ -1,6 +1,7 @@
 """Attention and mixer modules shared by the backbones (built on attnzoo.kernels)."""
 
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
+from attnzoo.layers.fourier_karat import FourierKArAtAttention, FourierOperator
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
@@ -9,6 +10,8 @@ from attnzoo.layers.sparsifiner import ConnectivityPredictor, SparsifinerAttenti
 __all__ = [
     "BiLevelRoutingAttention",
     "ConnectivityPredictor",
+    "FourierKArAtAttention",
+    "FourierOperator",
     "GatedPositionalSelfAttention",
     "GlobalAttentionLePE",
     "HaloAttention",

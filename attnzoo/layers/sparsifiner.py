@@ -35,8 +35,10 @@ from timm.layers import register_notrace_function, register_notrace_module, trun
 from torch import nn
 
 from attnzoo.kernels import topk_attention
+from attnzoo.kernels.dispatch import graph_capture
+from attnzoo.layers.token_tables import resample_tokens
 
-__all__ = ["ConnectivityPredictor", "SparsifinerAttention", "resample_tokens", "token_mask_from_zeros"]
+__all__ = ["ConnectivityPredictor", "SparsifinerAttention", "fit_token_table", "token_mask_from_zeros"]
 
 register_notrace_function(topk_attention)
 
@@ -54,15 +56,28 @@ def token_mask_from_zeros(x: torch.Tensor) -> torch.Tensor:
     return x[:, 1:].ne(0).any(dim=-1)
 
 
-def resample_tokens(table: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """``[N0, K]`` -> ``[num_tokens, K]``: the class row kept, the patch rows resampled linearly."""
+def fit_token_table(table: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """``[N0, K]`` -> ``[num_tokens, K]``: the class row kept, the patch rows resampled linearly along
+    the token sequence (the predictor does not know the patch grid)."""
     if table.shape[0] == num_tokens:
         return table
     if num_tokens < 2:
         raise ValueError(f"Sparsifiner needs a class token and at least one patch token, got {num_tokens}")
-    patches = table[1:].t().unsqueeze(0)  # [1, K, N0 - 1]
-    patches = F.interpolate(patches, size=num_tokens - 1, mode="linear", align_corners=False)
-    return torch.cat([table[:1], patches[0].t()], dim=0)
+    old, new = (1, table.shape[0] - 1), (1, num_tokens - 1)
+    return resample_tokens(table[None], old, new, num_prefix=1, keep_mass=False)[0]
+
+
+def top_keys(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` highest scores of each row, ties going to the lower index.
+
+    Thresholded bases leave exact ties (often at 0) in a row, which ``torch.topk`` breaks however the
+    backend likes. Eager code takes a stable sort; an exported graph (which has no stable sort) takes
+    ONNX's TopK, whose ties go to the lower index too, so both pick the same keys. The official choice
+    is the same wherever a row's k-th and (k+1)-th scores differ.
+    """
+    if graph_capture():
+        return scores.topk(k, dim=-1).indices
+    return scores.sort(dim=-1, descending=True, stable=True).indices[..., :k]
 
 
 class ConnectivityPredictor(nn.Module):
@@ -118,9 +133,9 @@ class ConnectivityPredictor(nn.Module):
         coefficients, the raw ``proj_back_n``), which the official reconstruction phase fits to the
         dense attention; differentiable in the predictor's parameters."""
         n = q.shape[-2]
-        slots = self.proj_c_k(k).transpose(-1, -2) @ resample_tokens(self.proj_n, n)
+        slots = self.proj_c_k(k).transpose(-1, -2) @ fit_token_table(self.proj_n, n)
         coef = ((self.proj_c_q(q)[..., 1:, :] @ slots) * self.scale).softmax(dim=-1)
-        return coef @ resample_tokens(self.proj_back_n, n).t()
+        return coef @ fit_token_table(self.proj_back_n, n).t()
 
     def budget(self, num_tokens: int) -> int:
         """Keys kept per query row at ``num_tokens`` tokens: ``ceil(keep_rate * N)`` (50 of 197)."""
@@ -139,8 +154,8 @@ class ConnectivityPredictor(nn.Module):
             live = torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask], dim=1)
             live = live[:, None, :, None]
             qc, kc = qc * live, kc * live
-        proj_n = resample_tokens(self.proj_n, n).to(kc.dtype)
-        basis = resample_tokens(self.proj_back_n, n).abs().t().to(kc.dtype)  # [K, N]
+        proj_n = fit_token_table(self.proj_n, n).to(kc.dtype)
+        basis = fit_token_table(self.proj_back_n, n).abs().t().to(kc.dtype)  # [K, N]
         basis = basis.masked_fill(basis <= self.basis_threshold, 0.0)
         slots = kc.transpose(-1, -2) @ proj_n  # [B, H, c, K]
         coef = ((qc[..., 1:, :] @ slots) * self.scale).softmax(dim=-1)  # [B, H, N - 1, K]
@@ -152,7 +167,7 @@ class ConnectivityPredictor(nn.Module):
             approx[..., 1:] = approx[..., 1:].masked_fill(~token_mask[:, None, None, :], float("-inf"))
             # Official: the budget never exceeds the live patch tokens (of the first image).
             budget = max(1, min(budget, int(token_mask[0].sum())))
-        return approx.topk(budget, dim=-1, sorted=False).indices
+        return top_keys(approx, budget)
 
 
 @register_notrace_module

@@ -143,3 +143,21 @@ def test_layer_refuses_what_it_does_not_do():
     layer = SparsifinerAttention(64, num_heads=2, num_tokens=17)
     with pytest.raises(NotImplementedError, match="mask"):
         layer(torch.randn(1, 17, 64), attn_mask=torch.ones(17, 17, dtype=torch.bool))
+
+
+def test_onnx_graph_is_exact_on_the_dense_path(tmp_path):
+    """The export check allows top-k flips (``onnx_rtol``); with every key kept there are none, so the
+    exported graph must match torch to float32 rounding."""
+    from attnzoo.zoo.export import export_onnx
+
+    torch.manual_seed(0)
+    model = timm.create_model("sparsifiner_deit_t", depth=2, attn_keep_rate=1.0).eval()
+    report = export_onnx(model, tmp_path / "dense.onnx", img_size=96, rtol=0.0, atol=1e-5)
+    assert report.max_abs_diff <= 1e-5
+
+
+def test_ties_go_to_the_lower_key_index():
+    from attnzoo.layers.sparsifiner import top_keys
+
+    scores = torch.tensor([[0.0, 1.0, 0.0, 0.0, 1.0, 0.0]])
+    assert top_keys(scores, 4).tolist() == [[1, 4, 0, 2]]

@@ -52,7 +52,7 @@ def test_forced_triton_is_honoured_or_fails_loudly(monkeypatch):
 
 
 def test_auto_falls_back_while_exporting(monkeypatch):
-    monkeypatch.setattr(dispatch, "_graph_capture", lambda: True)
+    monkeypatch.setattr(dispatch, "graph_capture", lambda: True)
     x = torch.zeros(2, device="cuda") if torch.cuda.is_available() else torch.zeros(2)
     with use_kernels("auto"):
         assert not use_triton(x)
