@@ -12,10 +12,10 @@ For attnzoo models the family record says what the stages are (``Family.dense``,
 ``stem.conv1``), and its regexes put each parameter, by the model's own name, in the stem, a stage, or
 after the last stage (final norm / conv: frozen with the last stage). Hierarchical families count
 resolution stages (a downsample belongs to the stage it opens); plain ViTs (ConViT, InfViT,
-Sparsifiner, KArAt) count blocks, with ``patch_embed`` + ``cls_token`` + ``pos_embed`` as the stem, as mmpretrain's
-``VisionTransformer`` does. The same record gives the default ``out_indices``. A parameter the layout
-does not place is an error, so an incomplete layout fails the adapter tests (parametrised over the
-registry), not a training run.
+Sparsifiner, KArAt) count blocks, with ``patch_embed`` + ``cls_token`` + ``pos_embed`` as the stem,
+as mmpretrain's ``VisionTransformer`` does. The same record gives the default ``out_indices``. A
+parameter the layout does not place is an error, so an incomplete layout fails the adapter tests
+(parametrised over the registry), not a training run.
 
 Models timm registers and attnzoo does not get a generic rule instead: the last four ``feature_info``
 entries by default (pass ``out_indices`` for a model with fewer); the stages are the entries at
