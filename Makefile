@@ -9,7 +9,7 @@ CORE_STAMP := $(VENV)/.attnzoo-core
 MM_STAMP := $(VENV)/.attnzoo-openmmlab
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-all lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(CORE_STAMP)
 test: $(MM_STAMP) lint
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
+# Both tiers: also every variant through the costly battery checks (pytest's `slow` marker).
+test-all:
+	$(MAKE) test PYTEST_ARGS="-m 'slow or not slow'"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -9,8 +9,16 @@ import timm
 import torch
 
 from attnzoo.zoo import list_models
+from attnzoo.zoo.facts import smallest_variant_per_family
 
 MODELS = list_models()
+# Every model runs the checks that build it and run it once at 64 px. The costly checks (forwards at
+# up to 131 px, backward passes, tracing) run by default on the smallest model of each family plus
+# the forms those do not cover (another attention mode, token pruning, blockwise operators, timm's
+# ByobNet stem), and on every model under `pytest -m slow` (docs/DESIGN.md, "Test tiers").
+OTHER_FORMS = {"az_halonet26t", "infvit_pure_tiny_patch16_224", "karat_vit_tiny_g1b", "sparsifiner_deit_t_tp"}
+DEFAULT_MODELS = {*smallest_variant_per_family(), *OTHER_FORMS}
+COSTLY = [name if name in DEFAULT_MODELS else pytest.param(name, marks=pytest.mark.slow) for name in MODELS]
 SMALL = 64  # input side for most checks: every attnzoo model must accept it
 
 
@@ -25,6 +33,7 @@ def image(h: int = SMALL, w: int | None = None, batch: int = 2) -> torch.Tensor:
 
 def test_registry_is_not_empty():
     assert len(MODELS) >= 8
+    assert OTHER_FORMS <= set(MODELS), "a default-tier model was renamed or removed"
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -52,7 +61,7 @@ def test_reset_classifier_and_forward_head(name):
         assert model(image()).shape == (2, model.num_features)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 def test_features_only_matches_feature_info(name):
     model = make(name, features_only=True).eval()
     info = model.feature_info
@@ -64,7 +73,7 @@ def test_features_only_matches_feature_info(name):
         assert f.shape[-2:] == (SMALL * 2 // red, SMALL * 2 // red), f"stride {red}: got {tuple(f.shape)}"
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 @pytest.mark.parametrize("size", [(97, 131), (75, 64)])
 def test_features_only_any_size(name, size):
     """Detection-style inputs: non-square, not a multiple of any window; maps are ceil(size / stride)."""
@@ -77,7 +86,7 @@ def test_features_only_any_size(name, size):
         assert torch.isfinite(f).all()
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 def test_forward_intermediates(name):
     model = make(name).eval()
     x = image()
@@ -94,7 +103,7 @@ def test_forward_intermediates(name):
     assert len(last) == 1
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 def test_grad_checkpointing_same_output_and_grads(name):
     model = make(name).train()
     x = image()
@@ -175,7 +184,7 @@ def test_reset_classifier_keeps_the_train_eval_mode(name):
     assert all(m.training for m in model.modules())
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 def test_forward_hooks_on_feature_modules_fire(name):
     """Hooks on the modules feature_info names (Grad-CAM, ``feature_cls='hook'``) see every forward."""
     model = make(name).eval()
@@ -194,7 +203,7 @@ def test_forward_hooks_on_feature_modules_fire(name):
     assert calls == dict.fromkeys(calls, 1)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", COSTLY)
 def test_fx_feature_extraction(name):
     """``feature_cls='fx'`` traces the model with torch.fx; its maps equal the default extractor's."""
     x = image()

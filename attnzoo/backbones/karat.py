@@ -11,8 +11,9 @@ any input size, the operators' token axis resampled like the position embedding)
 Variants: the paper's headline results (its Table 1 and the official README) are ViT-Ti + G3B / G3U,
 ViT-S + G3B / G3U and ViT-B + G1B / G1U; its full comparison covers G1 and G3, blockwise and universal,
 on each size, which is what is registered here (12 models). Parameter counts at the paper's setting
-(10 classes, 224 px) match its tables: ``(2G + 3) r N`` per operator and head on top of the ViT (e.g.
-Ti + G3B 6.29M, Ti + G3U 5.59M). The official code (MaitySubhajit/KArAt, CC BY-NC-SA 4.0) was not
+(10 classes, 224 px) are ``(2G + 3) r N`` per operator and head on top of the ViT; checked against the
+two published counts we could read (Ti + G3B 6.29M, Ti + G3U 5.59M), the other ten follow the same
+formula unverified. The official code (MaitySubhajit/KArAt, CC BY-NC-SA 4.0) was not
 available to us and no weights were released: the models are tagged ``untrained``.
 """
 
