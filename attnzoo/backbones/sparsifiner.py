@@ -26,10 +26,10 @@ from timm.models.vision_transformer import Block
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._vit import AttnZooViT
+from attnzoo.layers.checks import check_no_mask
 from attnzoo.layers.sparsifiner import (
     ConnectivityPredictor,
     SparsifinerAttention,
-    check_no_mask,
     fit_token_table,
     token_mask_from_zeros,
 )
@@ -52,7 +52,7 @@ class SparsifinerBlock(Block):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
     ) -> torch.Tensor:
-        check_no_mask(attn_mask, is_causal)
+        check_no_mask(attn_mask, is_causal, "SparsifinerBlock")
         # Static (not data-dependent) so that torch.fx traces one branch: a block without pruning
         # before or in it is timm's block.
         masked = self.reads_token_mask or self.attn.token_keep_rate is not None

@@ -44,6 +44,7 @@ from timm.layers import register_notrace_function, trunc_normal_
 from torch import nn
 
 from attnzoo.kernels import fourier_karat
+from attnzoo.layers.checks import check_no_mask
 from attnzoo.layers.token_tables import resample_tokens
 
 __all__ = ["SHARING", "FourierKArAtAttention", "FourierOperator", "operator_tensors"]
@@ -53,13 +54,6 @@ SHARING = ("blockwise", "universal")
 # torch.fx (timm's feature_cls='fx'): the op checks and dispatches on its inputs, so a trace records
 # it as one call.
 register_notrace_function(fourier_karat)
-
-
-@register_notrace_function
-def check_no_mask(attn_mask: torch.Tensor | None, is_causal: bool) -> None:
-    """Raise unless there is no attention mask and no causal mode (Fourier-KArAt has neither)."""
-    if attn_mask is not None or is_causal:
-        raise NotImplementedError("FourierKArAtAttention supports no attention mask / causal mode")
 
 
 def _grid_for(n_tokens: int, num_prefix: int, grid: tuple[int, int] | None) -> tuple[int, int]:
@@ -263,7 +257,7 @@ class FourierKArAtAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
     ) -> torch.Tensor:
-        check_no_mask(attn_mask, is_causal)
+        check_no_mask(attn_mask, is_causal, "FourierKArAtAttention")
         B, N, _ = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)

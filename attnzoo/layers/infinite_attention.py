@@ -18,6 +18,7 @@ from torch import nn
 
 from attnzoo.kernels import infsa_linear, infsa_pure
 from attnzoo.kernels.infinite_attention import infsa_linear_scores_reference, infsa_pure_scores_reference
+from attnzoo.layers.checks import check_no_mask
 
 __all__ = ["InfiniteSelfAttention", "swap_attention"]
 
@@ -27,15 +28,6 @@ MODES = ("pure", "linear")
 # each as one call, run (and dispatched) when the graph runs.
 register_notrace_function(infsa_pure)
 register_notrace_function(infsa_linear)
-
-
-# torch.fx: timm's ViT passes both as traced inputs, so the check runs with the graph (autowrap needs a
-# public name).
-@register_notrace_function
-def check_no_mask(attn_mask: torch.Tensor | None, is_causal: bool) -> None:
-    """Raise unless there is no attention mask and no causal mode (InfSA has neither)."""
-    if attn_mask is not None or is_causal:
-        raise NotImplementedError("InfiniteSelfAttention supports no attention mask / causal mode")
 
 
 class InfiniteSelfAttention(nn.Module):
@@ -104,7 +96,7 @@ class InfiniteSelfAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
     ) -> torch.Tensor:
-        check_no_mask(attn_mask, is_causal)
+        check_no_mask(attn_mask, is_causal, "InfiniteSelfAttention")
         B, N, _ = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)

@@ -31,23 +31,15 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from timm.layers import register_notrace_function, register_notrace_module, trunc_normal_
+from timm.layers import register_notrace_module, trunc_normal_
 from torch import nn
 
 from attnzoo.kernels import topk_attention
 from attnzoo.kernels.dispatch import graph_capture
+from attnzoo.layers.checks import check_no_mask
 from attnzoo.layers.token_tables import resample_tokens
 
 __all__ = ["ConnectivityPredictor", "SparsifinerAttention", "fit_token_table", "token_mask_from_zeros"]
-
-register_notrace_function(topk_attention)
-
-
-@register_notrace_function
-def check_no_mask(attn_mask: torch.Tensor | None, is_causal: bool) -> None:
-    """Raise unless there is no attention mask and no causal mode (Sparsifiner picks its own keys)."""
-    if attn_mask is not None or is_causal:
-        raise NotImplementedError("SparsifinerAttention supports no attention mask / causal mode")
 
 
 def token_mask_from_zeros(x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +237,7 @@ class SparsifinerAttention(nn.Module):
         """timm's signature (``[B, N, C]`` -> ``[B, N, C]``), plus the live-token mask ``[B, N - 1]``
         (None: every token live). With ``return_token_mask`` it also returns the mask after this
         layer: a pruning layer's new one, else ``token_mask``."""
-        check_no_mask(attn_mask, is_causal)
+        check_no_mask(attn_mask, is_causal, "SparsifinerAttention")
         out, token_mask = self._attend(x, token_mask)
         return (out, token_mask) if return_token_mask else out
 
