@@ -47,7 +47,7 @@ if triton_available():
     from torch.library import wrap_triton
 
     from attnzoo.kernels.bilevel_routing.kernels import bra_bwd_dkdv_kernel, bra_bwd_dq_kernel, bra_fwd_kernel
-    from attnzoo.kernels.common.host import define_op, pow2, precision, tile
+    from attnzoo.kernels.common.host import define_op, invert_index, pow2, precision, tile
 
     def _geometry(q: torch.Tensor, idx: torch.Tensor, region_h: int, region_w: int) -> dict:
         b, m, h, w, _ = q.shape
@@ -90,18 +90,6 @@ if triton_available():
         )  # fmt: skip
         return out, lse
 
-    def _inverse_routing(idx: torch.Tensor, nr: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """For each key region, the query regions that selected it: ``src`` ``[B, R * K]`` (grouped
-        by key region, ascending) and offsets ``[B, R + 1]`` into it."""
-        b, _, topk = idx.shape
-        flat = idx.reshape(b, -1).long()
-        order = torch.argsort(flat, dim=1, stable=True)
-        src = (order // topk).to(torch.int32)
-        counts = torch.zeros(b, nr, dtype=torch.int64, device=idx.device)
-        counts.scatter_add_(1, flat, torch.ones_like(flat))
-        off = torch.cat([counts.new_zeros(b, 1), counts.cumsum(1)], dim=1).to(torch.int32)
-        return src.contiguous(), off.contiguous()
-
     def _backward(
         grad_out: torch.Tensor,
         q: torch.Tensor,
@@ -129,7 +117,8 @@ if triton_available():
             q, k, v, idx, grad_out, lse, delta, dq, scale, **geo, DQK=dqk, DV=dv, NQB=nqb,
             BQ=bq, BK=tile(t * geo["TOPK"]), **_widths(q, v),
         )  # fmt: skip
-        src, off = _inverse_routing(idx, geo["NR"])
+        # For each key region, the query regions that routed to it.
+        src, off = invert_index(idx.reshape(b, -1), idx.shape[-1], geo["NR"])
         bk = tile(t)
         nkb = triton.cdiv(t, bk)
         wrap_triton(bra_bwd_dkdv_kernel)[(geo["NR"] * nkb, b * m)](

@@ -1,4 +1,5 @@
-"""Host-side rules shared by the Triton ops: tile sizes, matmul precision, and op registration."""
+"""Host-side rules shared by the Triton ops: tile sizes, matmul precision, index inversion, and op
+registration."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch.library import CustomOpDef, triton_op
 
 from attnzoo.kernels.registry import backward_op_name, forward_op_name
 
-__all__ = ["define_op", "pow2", "precision", "tile"]
+__all__ = ["define_op", "invert_index", "pow2", "precision", "tile"]
 
 
 def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
@@ -29,6 +30,22 @@ def precision(t: torch.Tensor) -> str:
     """``tl.dot`` input precision: ``"ieee"`` (exact fp32 products) for fp32 inputs, so fp32 results
     match the references to ~1e-6; ``"tf32"`` for 16-bit inputs, whose error budget is wider."""
     return "ieee" if t.dtype == torch.float32 else "tf32"
+
+
+def invert_index(flat: torch.Tensor, per_row: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Invert a selection table, for backward passes that gather instead of scattering (no atomics).
+
+    ``flat`` ``[G, R * per_row]``: per group, the ``per_row`` targets each of R rows selected. Returns
+    ``src`` ``[G, R * per_row]`` int32, the selecting row of every entry, grouped by target (ascending;
+    a row that selected a target twice appears twice), and ``off`` ``[G, n + 1]`` int32, where target
+    ``j``'s group starts. Targets outside ``[0, n)`` sort before offset 0 or after offset ``n``, so no
+    target sees them.
+    """
+    keys, order = torch.sort(flat, dim=1, stable=True)
+    src = (order // per_row).to(torch.int32)
+    bounds = torch.arange(n + 1, device=flat.device, dtype=keys.dtype).expand(flat.shape[0], -1).contiguous()
+    off = torch.searchsorted(keys.contiguous(), bounds).to(torch.int32)
+    return src.contiguous(), off.contiguous()
 
 
 def define_op(

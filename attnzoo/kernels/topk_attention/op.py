@@ -49,7 +49,7 @@ if triton_available():
     import triton
     from torch.library import wrap_triton
 
-    from attnzoo.kernels.common.host import define_op, pow2, tile
+    from attnzoo.kernels.common.host import define_op, invert_index, pow2, tile
     from attnzoo.kernels.topk_attention.kernels import (
         topk_bwd_dkdv_kernel,
         topk_bwd_dq_kernel,
@@ -86,18 +86,6 @@ if triton_available():
             )
         return out, lse
 
-    def _inverse_index(idx: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """For each key, the query rows that selected it: ``src`` ``[B * H, M * K]`` (grouped by key,
-        ascending; a row that selected a key twice appears twice) and offsets ``[B * H, N + 1]`` into it.
-        Out-of-range indices sort before offset 0 or after offset N, so no key sees them."""
-        b, h, m, topk = idx.shape
-        flat = idx.reshape(b * h, m * topk)
-        keys, order = torch.sort(flat, dim=1, stable=True)
-        src = (order // topk).to(torch.int32)
-        bounds = torch.arange(n + 1, device=idx.device, dtype=keys.dtype).expand(b * h, -1).contiguous()
-        off = torch.searchsorted(keys.contiguous(), bounds).to(torch.int32)
-        return src.contiguous(), off.contiguous()
-
     def _backward(
         grad_out: torch.Tensor,
         q: torch.Tensor,
@@ -120,7 +108,8 @@ if triton_available():
         wrap_triton(topk_bwd_dq_kernel)[(b * h * meta["NMB"],)](
             q, k, v, idx, grad_out, lse, delta, dq, scale, **sizes, **meta, num_warps=ROW_WARPS
         )
-        src, off = _inverse_index(idx, n)
+        # For each key, the query rows that selected it.
+        src, off = invert_index(idx.reshape(b * h, -1), idx.shape[-1], n)
         wrap_triton(topk_bwd_dkdv_kernel)[(b * h * n,)](
             q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **sizes,
             BE=tile(triton.cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],
