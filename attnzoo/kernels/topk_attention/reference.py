@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.dispatch import graph_capture
+
 __all__ = ["check_index_range", "check_shapes", "index_checks_enabled", "topk_attention_reference"]
 
 _INDEX_DTYPES = (torch.int32, torch.int64)
@@ -39,9 +41,7 @@ def index_checks_enabled() -> bool:
     """False while a graph is being compiled, traced or exported: the range check reads idx's values
     (a device sync, a data-dependent branch), which ``torch.compile(fullgraph=True)`` / export cannot
     hold. The Triton kernels mask out-of-range indices, so they never read outside ``k`` / ``v``."""
-    compiler = getattr(torch, "compiler", None)
-    capturing = compiler is not None and (compiler.is_compiling() or compiler.is_exporting())
-    return not (capturing or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export())
+    return not (graph_capture() or torch.compiler.is_compiling())
 
 
 def check_index_range(idx: torch.Tensor, n: int) -> None:
