@@ -45,6 +45,7 @@ from torch import nn
 
 from attnzoo.kernels import fourier_karat
 from attnzoo.layers.checks import check_no_mask
+from attnzoo.layers.projections import HeadProjections
 from attnzoo.layers.token_tables import resample_tokens
 
 __all__ = ["SHARING", "FourierKArAtAttention", "FourierOperator", "operator_tensors"]
@@ -171,7 +172,7 @@ class FourierOperator(nn.Module):
         )
 
 
-class FourierKArAtAttention(nn.Module):
+class FourierKArAtAttention(HeadProjections):
     """Multi-head Fourier-KArAt over ``(B, N, C)`` tokens, with timm ``Attention``'s constructor and
     parameter layout (fused ``qkv``, ``proj``, optional ``q_norm`` / ``k_norm`` / ``norm``), so it
     drops into ``timm.models.vision_transformer.Block(attn_layer=...)``.
@@ -204,26 +205,24 @@ class FourierKArAtAttention(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
         if sharing not in SHARING:
             raise ValueError(f"sharing must be one of {SHARING}, got {sharing!r}")
-        if attn_head_dim is None and dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
-        if (qk_norm or scale_norm) and norm_layer is None:
-            raise ValueError("qk_norm / scale_norm need a norm_layer")
+        super().__init__(
+            dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            qk_norm=qk_norm,
+            scale_norm=scale_norm,
+            proj_bias=proj_bias,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+            norm_layer=norm_layer,
+            attn_head_dim=attn_head_dim,
+            device=device,
+            dtype=dtype,
+        )
         dd = {"device": device, "dtype": dtype}
-        self.num_heads = num_heads
-        self.head_dim = attn_head_dim or dim // num_heads
-        self.attn_dim = self.num_heads * self.head_dim
-        self.scale = self.head_dim**-0.5
         self.sharing = sharing
-        self.qkv = nn.Linear(dim, 3 * self.attn_dim, bias=qkv_bias, **dd)
-        self.q_norm = norm_layer(self.head_dim, **dd) if qk_norm else nn.Identity()
-        self.k_norm = norm_layer(self.head_dim, **dd) if qk_norm else nn.Identity()
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.norm = norm_layer(self.attn_dim, **dd) if scale_norm else nn.Identity()
-        self.proj = nn.Linear(self.attn_dim, dim, bias=proj_bias, **dd)
-        self.proj_drop = nn.Dropout(proj_drop)
         if sharing == "blockwise":
             self.karat = FourierOperator(
                 num_heads, grid, rank, num_tokens, num_prefix_tokens, base_grid, **dd
@@ -258,11 +257,8 @@ class FourierKArAtAttention(nn.Module):
         self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
     ) -> torch.Tensor:
         check_no_mask(attn_mask, is_causal, "FourierKArAtAttention")
-        B, N, _ = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
-        coef, w = self.operator.tensors(N)
+        q, k, v = self.split_heads(x)
+        coef, w = self.operator.tensors(x.shape[1])
         if self.training and self.attn_drop.p > 0:
             p = fourier_karat(q, k, coef.to(q.dtype), self.scale)  # [B, H, N, r]
             attn = self.attn_drop(p @ w.to(p.dtype).transpose(-1, -2))  # sigma(A), [B, H, N, N]
@@ -270,5 +266,4 @@ class FourierKArAtAttention(nn.Module):
         else:
             p = fourier_karat(q, k, coef, self.scale)
             o = p @ (w.to(v.dtype).transpose(-1, -2) @ v)  # Phi(A) (W^T V): never N x N
-        o = self.norm(o.transpose(1, 2).reshape(B, N, self.attn_dim))
-        return self.proj_drop(self.proj(o))
+        return self.merge_heads(o)

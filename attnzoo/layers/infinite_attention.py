@@ -19,6 +19,7 @@ from torch import nn
 from attnzoo.kernels import infsa_linear, infsa_pure
 from attnzoo.kernels.infinite_attention import infsa_linear_scores_reference, infsa_pure_scores_reference
 from attnzoo.layers.checks import check_no_mask
+from attnzoo.layers.projections import HeadProjections
 
 __all__ = ["InfiniteSelfAttention", "swap_attention"]
 
@@ -30,7 +31,7 @@ register_notrace_function(infsa_pure)
 register_notrace_function(infsa_linear)
 
 
-class InfiniteSelfAttention(nn.Module):
+class InfiniteSelfAttention(HeadProjections):
     """Multi-head InfSA over ``(B, N, C)`` tokens.
 
     ``mode='pure'``: ``rho * relu(q k^T) / (||relu(q k^T)||_F + eps) @ v`` per head (q and k each
@@ -60,29 +61,27 @@ class InfiniteSelfAttention(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if attn_head_dim is None and dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         if not 0.0 < rho_init < 1.0:
             raise ValueError(f"rho_init must lie in (0, 1), got {rho_init}")
-        if (qk_norm or scale_norm) and norm_layer is None:
-            raise ValueError("qk_norm / scale_norm need a norm_layer")
+        super().__init__(
+            dim,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            qk_norm=qk_norm,
+            scale_norm=scale_norm,
+            proj_bias=proj_bias,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+            norm_layer=norm_layer,
+            attn_head_dim=attn_head_dim,
+            device=device,
+            dtype=dtype,
+        )
         dd = {"device": device, "dtype": dtype}
         self.mode = mode
-        self.num_heads = num_heads
-        self.head_dim = attn_head_dim or dim // num_heads
-        self.attn_dim = self.num_heads * self.head_dim
-        self.scale = self.head_dim**-0.5
         self.eps = eps
-        self.qkv = nn.Linear(dim, 3 * self.attn_dim, bias=qkv_bias, **dd)
-        self.q_norm = norm_layer(self.head_dim, **dd) if qk_norm else nn.Identity()
-        self.k_norm = norm_layer(self.head_dim, **dd) if qk_norm else nn.Identity()
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.norm = norm_layer(self.attn_dim, **dd) if scale_norm else nn.Identity()
-        self.proj = nn.Linear(self.attn_dim, dim, bias=proj_bias, **dd)
-        self.proj_drop = nn.Dropout(proj_drop)
         self.rho_logit = nn.Parameter(torch.tensor(math.log(rho_init / (1.0 - rho_init)), **dd))
 
     @property
@@ -98,9 +97,7 @@ class InfiniteSelfAttention(nn.Module):
     ) -> torch.Tensor:
         check_no_mask(attn_mask, is_causal, "InfiniteSelfAttention")
         B, N, _ = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = self.split_heads(x)
         rho = self.rho.to(v.dtype)
         dropout = self.training and self.attn_drop.p > 0
         if self.mode == "pure":
@@ -109,8 +106,7 @@ class InfiniteSelfAttention(nn.Module):
                 o = (rho * (a @ v.to(a.dtype))).to(v.dtype)
             else:
                 o = infsa_pure(q, k, v, rho, self.scale, self.eps)
-            o = self.norm(o.transpose(1, 2).reshape(B, N, self.attn_dim))
-            return self.proj_drop(self.proj(o))
+            return self.merge_heads(o)
         if dropout:
             a = self.attn_drop(infsa_linear_scores_reference(q, k, self.scale, self.eps))
             pooled = (rho * (a.unsqueeze(-2) @ v.to(a.dtype)).squeeze(-2)).to(v.dtype)

@@ -37,6 +37,7 @@ from torch import nn
 from attnzoo.kernels import topk_attention
 from attnzoo.kernels.dispatch import graph_capture
 from attnzoo.layers.checks import check_no_mask
+from attnzoo.layers.projections import HeadProjections
 from attnzoo.layers.token_tables import resample_tokens
 
 __all__ = ["ConnectivityPredictor", "SparsifinerAttention", "fit_token_table", "token_mask_from_zeros"]
@@ -163,7 +164,7 @@ class ConnectivityPredictor(nn.Module):
 
 
 @register_notrace_module
-class SparsifinerAttention(nn.Module):
+class SparsifinerAttention(HeadProjections):
     """timm-``Attention``-compatible multi-head attention over predictor-chosen keys.
 
         Constructor and parameters are timm ``Attention``'s (fused ``qkv``, ``proj``), so a DeiT's weights
@@ -193,9 +194,6 @@ class SparsifinerAttention(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         if qk_norm or scale_norm:
             raise ValueError("SparsifinerAttention has no qk_norm / scale_norm (the official model has none)")
         if attn_drop:
@@ -203,12 +201,9 @@ class SparsifinerAttention(nn.Module):
                 "SparsifinerAttention has no attention dropout (the sparse rows never form weights)"
             )
         dd = {"device": device, "dtype": dtype}
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **dd)
-        self.proj = nn.Linear(dim, dim, bias=proj_bias, **dd)
-        self.proj_drop = nn.Dropout(proj_drop)
+        super().__init__(
+            dim, num_heads=num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, proj_drop=proj_drop, **dd
+        )
         self.mask_predictor = ConnectivityPredictor(
             self.head_dim,
             num_heads,
@@ -245,23 +240,19 @@ class SparsifinerAttention(nn.Module):
         """Dense attention (the official reconstruction phase) and the predictor's loss: the summed
         squared error between :meth:`ConnectivityPredictor.approximate_attention` and the dense
         attention rows, both from detached q / k, so only the predictor learns from it."""
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.split_heads(x)
         weights = ((q * self.scale) @ k.transpose(-1, -2)).softmax(dim=-1)
         approx = self.mask_predictor.approximate_attention(q.detach(), k.detach())
         loss = F.mse_loss(approx, weights[:, :, 1:].detach(), reduction="sum")
-        out = (weights @ v).transpose(1, 2).reshape(B, N, C)
-        return self.proj_drop(self.proj(out)), loss
+        return self.merge_heads(weights @ v), loss
 
     def _attend(
         self, x: torch.Tensor, token_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, N, C = x.shape
+        B, N, _ = x.shape
         if N < 2:
             raise ValueError(f"SparsifinerAttention needs a class token and patch tokens, got {N} tokens")
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.split_heads(x)
         if token_mask is not None:
             live = torch.cat([token_mask.new_ones(B, 1), token_mask], dim=1)[:, None, :, None]
             q, k, v = q * live, k * live, v * live
@@ -272,8 +263,7 @@ class SparsifinerAttention(nn.Module):
         cls_weights = cls_logits.softmax(dim=-1)
         cls_out = cls_weights @ v
         rows = topk_attention(q[:, :, 1:], k, v, idx, self.scale)
-        out = torch.cat([cls_out, rows], dim=2).transpose(1, 2).reshape(B, N, C)
-        out = self.proj_drop(self.proj(out))
+        out = self.merge_heads(torch.cat([cls_out, rows], dim=2))
 
         if self.token_keep_rate is None:
             return out, token_mask
