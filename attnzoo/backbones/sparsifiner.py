@@ -56,13 +56,15 @@ class SparsifinerBlock(Block):
         # Static (not data-dependent) so that torch.fx traces one branch: a block without pruning
         # before or in it is timm's block.
         masked = self.reads_token_mask or self.attn.token_keep_rate is not None
-        if not masked:
-            x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
-            return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        token_mask = token_mask_from_zeros(x) if self.reads_token_mask else None
-        out, token_mask = self.attn(self.norm1(x), token_mask=token_mask, return_token_mask=True)
+        if masked:
+            token_mask = token_mask_from_zeros(x) if self.reads_token_mask else None
+            out, token_mask = self.attn(self.norm1(x), token_mask=token_mask, return_token_mask=True)
+        else:
+            out = self.attn(self.norm1(x))
         x = x + self.drop_path1(self.ls1(out))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        if not masked:
+            return x
         patches = x[:, 1:].masked_fill(~token_mask[..., None], 0.0)
         return torch.cat([x[:, :1], patches], dim=1)
 

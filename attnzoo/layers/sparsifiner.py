@@ -49,6 +49,12 @@ def token_mask_from_zeros(x: torch.Tensor) -> torch.Tensor:
     return x[:, 1:].ne(0).any(dim=-1)
 
 
+def live_tokens(token_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, N - 1]`` live patch tokens -> ``[B, 1, N, 1]`` multiplier over all tokens (class token
+    live), which zeroes pruned tokens' per-head rows as the official ``masked_fill`` does."""
+    return torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask], dim=1)[:, None, :, None]
+
+
 def fit_token_table(table: torch.Tensor, num_tokens: int) -> torch.Tensor:
     """``[N0, K]`` -> ``[num_tokens, K]``: the class row kept, the patch rows resampled linearly along
     the token sequence (the predictor does not know the patch grid)."""
@@ -144,8 +150,7 @@ class ConnectivityPredictor(nn.Module):
         n = q.shape[-2]
         qc, kc = self.proj_c_q(q), self.proj_c_k(k)  # [B, H, N, c]
         if token_mask is not None:
-            live = torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask], dim=1)
-            live = live[:, None, :, None]
+            live = live_tokens(token_mask)
             qc, kc = qc * live, kc * live
         proj_n = fit_token_table(self.proj_n, n).to(kc.dtype)
         basis = fit_token_table(self.proj_back_n, n).abs().t().to(kc.dtype)  # [K, N]
@@ -254,9 +259,9 @@ class SparsifinerAttention(HeadProjections):
             raise ValueError(f"SparsifinerAttention needs a class token and patch tokens, got {N} tokens")
         q, k, v = self.split_heads(x)
         if token_mask is not None:
-            live = torch.cat([token_mask.new_ones(B, 1), token_mask], dim=1)[:, None, :, None]
+            live = live_tokens(token_mask)
             q, k, v = q * live, k * live, v * live
-        idx = self.mask_predictor(q.detach(), k.detach(), token_mask)
+        idx = self.mask_predictor(q, k, token_mask)  # no gradient: the predictor runs under no_grad
 
         # The class row is dense (its weights also rank tokens for pruning); the rest is sparse.
         cls_logits = (q[:, :, :1] * self.scale) @ k.transpose(-1, -2)  # [B, H, 1, N]
