@@ -5,7 +5,7 @@ entry points out with ``@register_model``; :data:`FAMILIES` holds the records in
 """
 
 # registration side effects
-from attnzoo.backbones import biformer, convit, halonet, infvit, karat, sparsifiner  # noqa: F401
+from attnzoo.backbones import biformer, convit, halonet, infvit, karat, overlock, sparsifiner  # noqa: F401
 from attnzoo.backbones._family import FAMILIES, Family, UnknownModelError, family_of
 
 __all__ = ["FAMILIES", "Family", "UnknownModelError", "family_of"]

@@ -60,6 +60,10 @@ class DenseLayout:
         first_stage: the ``feature_info`` index of stage 0's output; entries before it are the stem's
             (HaloNet's stride-2 ``stem.conv1``). Stage ``k`` ends in entry ``first_stage + k``, so a model
             has ``len(feature_info) - first_stage`` stages.
+        stage_base: the number the parameter names give the first stage (1 for OverLoCK's ``blocks1``);
+            ``stage``'s group minus this is the stage index.
+        forms: the official dense backbones, by name (``'det'``, ``'seg'``) -> the model kwargs that build
+            them (extra output norms, other heads), picked with ``AttnZooBackbone(dense_form=...)``.
 
     The regexes are ``re.match``-ed against the model's own parameter names (its state-dict keys, as
     in ``group_matcher``); every parameter of the ``features_only`` model must match one of them.
@@ -70,6 +74,8 @@ class DenseLayout:
     stage: str
     last: str
     first_stage: int = 0
+    stage_base: int = 0
+    forms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A layout is declared at import time: a bad regex fails there, not in a detector run later.
@@ -109,6 +115,8 @@ class Family:
         releases: variant -> official release URL whose file name says nothing (downloaded under the
             variant's own name, see :mod:`attnzoo.backbones._release`).
         goldens: parity golden (file stem in tests/data) -> the model it checks.
+        dense_goldens: parity golden of an official dense backbone -> (model, ``dense.forms`` entry):
+            its four feature maps, checked through ``forward_intermediates``.
         feature_cfg: timm ``feature_cfg`` for ``features_only`` (default: ``forward_intermediates``).
     """
 
@@ -123,6 +131,7 @@ class Family:
     cfg: Mapping[str, Any] = field(default_factory=dict)
     releases: Mapping[str, str] = field(default_factory=dict)
     goldens: Mapping[str, str] = field(default_factory=dict)
+    dense_goldens: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     feature_cfg: Mapping[str, Any] = field(default_factory=lambda: {"feature_cls": "getter"})
 
     def models(self) -> list[str]:

@@ -62,6 +62,9 @@ class AttnZooBackbone(BaseModule):
         frozen_stages: freeze the stem and the first ``frozen_stages`` stages; ``-1`` freezes nothing.
         norm_eval: keep every BatchNorm layer in eval mode (running stats frozen) during training.
         drop_path_rate: stochastic depth of the model (``None``: the model's default).
+        dense_form: one of the family's official dense backbones (``Family.dense.forms``, e.g.
+            ``'det'`` / ``'seg'`` for OverLoCK: extra output norms and heads, the keys of the official
+            detection / segmentation checkpoints); ``None``: the classifier's own features.
         init_cfg: mmengine init config, applied on top (e.g. ``Pretrained`` for a checkpoint saved from
             a detector / segmentor built with this backbone); ``None`` keeps the weights as built.
         **model_kwargs: passed on to ``timm.create_model`` (e.g. ``n_win=16`` for BiFormer).
@@ -75,6 +78,7 @@ class AttnZooBackbone(BaseModule):
         frozen_stages: int = -1,
         norm_eval: bool = False,
         drop_path_rate: float | None = 0.1,
+        dense_form: str | None = None,
         init_cfg: dict | list | None = None,
         **model_kwargs: Any,
     ) -> None:
@@ -83,7 +87,7 @@ class AttnZooBackbone(BaseModule):
             raise UnknownModelError(model_name, timm.list_models())
         self.model_name = model_name
         self.layout: DenseLayout | None = _family_layout(model_name)
-        kwargs = dict(model_kwargs)
+        kwargs = {**self._form_kwargs(dense_form), **model_kwargs}
         if drop_path_rate is not None:
             kwargs["drop_path_rate"] = drop_path_rate
         if isinstance(pretrained, str):
@@ -115,6 +119,16 @@ class AttnZooBackbone(BaseModule):
         if frozen_stages >= 0:
             self._freeze_stages(frozen_stages)
 
+    def _form_kwargs(self, dense_form: str | None) -> dict[str, Any]:
+        """The model kwargs of the family's dense form ``dense_form``; a clear error for an unknown one."""
+        if dense_form is None:
+            return {}
+        forms = self.layout.forms if self.layout else {}
+        if dense_form not in forms:
+            known = ", ".join(map(repr, forms)) or "none"
+            raise ValueError(f"{self.model_name} has no dense form {dense_form!r} (its forms: {known})")
+        return dict(forms[dense_form])
+
     # ---------------------------------------------------------------------------------------- stages
     def _stage_modules(self) -> list[str]:
         """The ``feature_info`` module (the model's own name) that ends each stage, in order."""
@@ -135,7 +149,7 @@ class AttnZooBackbone(BaseModule):
             if stem.match(own_name):
                 ranks[name] = -1
             elif match := stage.match(own_name):
-                ranks[name] = int(match.group(1))
+                ranks[name] = int(match.group(1)) - layout.stage_base
             elif last.match(own_name):
                 ranks[name] = len(stages) - 1
         bad = [own_name for name, own_name in own.items() if not -1 <= ranks.get(name, -2) < len(stages)]

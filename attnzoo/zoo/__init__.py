@@ -2,6 +2,7 @@
 
 from attnzoo.zoo.convert import convert_official, unwrap_checkpoint
 from attnzoo.zoo.registry import (
+    DENSE_GOLDENS,
     GOLDEN_MODELS,
     UnknownModelError,
     family_of,
@@ -11,6 +12,7 @@ from attnzoo.zoo.registry import (
 )
 
 __all__ = [
+    "DENSE_GOLDENS",
     "GOLDEN_MODELS",
     "UnknownModelError",
     "convert_official",

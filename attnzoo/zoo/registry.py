@@ -5,7 +5,15 @@ from __future__ import annotations
 from attnzoo.backbones import FAMILIES, UnknownModelError
 from attnzoo.backbones import family_of as _family_record
 
-__all__ = ["GOLDEN_MODELS", "UnknownModelError", "family_of", "list_families", "list_models", "require_model"]
+__all__ = [
+    "DENSE_GOLDENS",
+    "GOLDEN_MODELS",
+    "UnknownModelError",
+    "family_of",
+    "list_families",
+    "list_models",
+    "require_model",
+]
 
 
 def list_families() -> list[str]:
@@ -36,4 +44,9 @@ def family_of(model_name: str) -> str:
 # Parity golden (file stem in tests/data) -> the model it checks, gathered from the family records.
 GOLDEN_MODELS: dict[str, str] = {
     golden: model for record in FAMILIES.values() for golden, model in record.goldens.items()
+}
+
+# Dense-backbone golden -> (model, dense form), from the family records.
+DENSE_GOLDENS: dict[str, tuple[str, str]] = {
+    golden: target for record in FAMILIES.values() for golden, target in record.dense_goldens.items()
 }

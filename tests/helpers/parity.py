@@ -12,8 +12,9 @@ import timm
 import torch
 
 import attnzoo
+from attnzoo.backbones import family_of
 from attnzoo.kernels import use_kernels
-from attnzoo.zoo import GOLDEN_MODELS
+from attnzoo.zoo import DENSE_GOLDENS, GOLDEN_MODELS
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 _ONE_CENTRED = {"weight", "gamma", "scale", "alpha", "beta_scale"}
@@ -56,10 +57,15 @@ def golden_input(golden: dict) -> torch.Tensor:
 
 
 def build_from_golden(golden_name: str, golden: dict) -> torch.nn.Module:
-    """The attnzoo model for a golden, loaded with the converted official weights, float64, eval."""
-    model_name = GOLDEN_MODELS[golden_name]
+    """The attnzoo model for a golden (a dense golden: the model's dense form), loaded with the
+    converted official weights, float64, eval."""
+    if golden_name in DENSE_GOLDENS:
+        model_name, form = DENSE_GOLDENS[golden_name]
+        kwargs = dict(family_of(model_name).dense.forms[form])
+    else:
+        model_name, kwargs = GOLDEN_MODELS[golden_name], golden.get("kwargs", {})
     # float64 *before* loading: loading into a float32 model would round the weights (~1e-7 error).
-    model = timm.create_model(model_name, pretrained=False, **golden.get("kwargs", {})).double()
+    model = timm.create_model(model_name, pretrained=False, **kwargs).double()
     converted = attnzoo.convert_official(model_name, official_state_dict(golden), model)
     result = model.load_state_dict(converted, strict=True)
     assert not result.unexpected_keys, f"unexpected keys: {result.unexpected_keys}"
@@ -81,3 +87,23 @@ def check_golden(golden_name: str) -> float:
     bound = 1e-9 * (1 + want.abs().max().item())
     assert err <= bound, f"{golden_name}: max |diff| {err:.3e} > {bound:.3e}"
     return err
+
+
+def check_dense_golden(golden_name: str) -> float:
+    """Run one dense-backbone golden (four feature maps) on the reference kernels; return the max abs
+    error over the maps (asserts the bound on each)."""
+    golden = load_golden(golden_name)
+    model = build_from_golden(golden_name, golden)
+    with torch.no_grad(), use_kernels("torch"):
+        feats = model.forward_intermediates(golden_input(golden), intermediates_only=True)
+    assert len(feats) == len(golden["outputs"])
+    errs = []
+    for i, (feat, flat, shape) in enumerate(
+        zip(feats, golden["outputs"], golden["output_shapes"], strict=True)
+    ):
+        want = torch.tensor(flat, dtype=torch.float64).reshape(shape)
+        assert tuple(feat.shape) == tuple(want.shape), f"{golden_name} map {i}: {tuple(feat.shape)}"
+        errs.append((feat - want).abs().max().item())
+        bound = 1e-9 * (1 + want.abs().max().item())
+        assert errs[-1] <= bound, f"{golden_name} map {i}: max |diff| {errs[-1]:.3e} > {bound:.3e}"
+    return max(errs)
