@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnzoo.kernels.contmix.reference import contmix_reference as contmix  # TEMP until op lands
+from attnzoo.kernels.contmix import contmix
 
 __all__ = ["ContMix"]
 

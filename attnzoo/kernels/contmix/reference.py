@@ -68,6 +68,8 @@ def contmix_reference(
     bias = rpb.to(dt)[:, rel_rows[:, None, :, None], rel_cols[None, :, None, :]]  # [G, H, W, K, K]
     logits = torch.einsum("bghwc,bgck->bghwk", q.to(dt), proj.to(dt)) + proj_bias.to(dt)
     attn = torch.softmax(logits + bias.reshape(g, h, w, k * k), dim=-1)
-    windows = v.to(dt)[:, :, rows[:, None, :, None], cols[None, :, None, :]]  # [B, G, H, W, K, K, Cv]
-    out = torch.einsum("bghwk,bghwkc->bghwc", attn, windows.reshape(b, g, h, w, k * k, v.shape[-1]))
+    # Windows by two separable index_selects (rows, then columns): [B, G, H, K, W, K, Cv].
+    windows = v.to(dt).index_select(2, rows.flatten()).unflatten(2, (h, k))
+    windows = windows.index_select(4, cols.flatten()).unflatten(4, (w, k))
+    out = torch.einsum("bghwac,bghawcd->bghwd", attn.reshape(b, g, h, w, k, k), windows)
     return out.to(q.dtype)
