@@ -1,15 +1,19 @@
 """Attention and mixer modules shared by the backbones (built on attnzoo.kernels)."""
 
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
+from attnzoo.layers.contmix import ContMix
 from attnzoo.layers.fourier_karat import FourierKArAtAttention, FourierOperator
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
+from attnzoo.layers.reparam import DilatedReparamBlock
 from attnzoo.layers.sparsifiner import ConnectivityPredictor, SparsifinerAttention
 
 __all__ = [
     "BiLevelRoutingAttention",
     "ConnectivityPredictor",
+    "ContMix",
+    "DilatedReparamBlock",
     "FourierKArAtAttention",
     "FourierOperator",
     "GatedPositionalSelfAttention",
