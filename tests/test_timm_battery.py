@@ -16,7 +16,13 @@ MODELS = list_models()
 # up to 131 px, backward passes, tracing) run by default on the smallest model of each family plus
 # the forms those do not cover (another attention mode, token pruning, blockwise operators, timm's
 # ByobNet stem), and on every model under `pytest -m slow` (docs/DESIGN.md, "Test tiers").
-OTHER_FORMS = {"az_halonet26t", "infvit_pure_tiny_patch16_224", "karat_vit_tiny_g1b", "sparsifiner_deit_t_tp"}
+OTHER_FORMS = {
+    "az_halonet26t",
+    "infvit_pure_tiny_patch16_224",
+    "karat_vit_tiny_g1b",
+    "overlock_xt",  # the training structure (the smallest OverLoCK is the folded _reparam one)
+    "sparsifiner_deit_t_tp",
+}
 DEFAULT_MODELS = {*smallest_variant_per_family(), *OTHER_FORMS}
 COSTLY = [name if name in DEFAULT_MODELS else pytest.param(name, marks=pytest.mark.slow) for name in MODELS]
 SMALL = 64  # input side for most checks: every attnzoo model must accept it

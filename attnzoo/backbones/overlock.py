@@ -392,6 +392,7 @@ class OverLoCK(nn.Module):
                 self._classifier(num_classes, **dd),
             )
         else:
+            self.head = None
             self.num_features = self.head_hidden_size = self.widths[-1]
             self.extra_norm = nn.ModuleList([_norm(w, **dd) for w in self.widths])
             if dense_outputs == "det":
@@ -450,11 +451,12 @@ class OverLoCK(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The classifier: the head's conv -> BN -> SiLU on the last feature; dense forms: the last
         dense output."""
-        last = self._run(x)[0][-1]
-        return last if self.dense_outputs else self._head_features(last)
+        return self._head_features(self._run(x)[0][-1])
 
     def _head_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The head's conv 1x1 -> BN -> SiLU, before pooling."""
+        """The head's conv 1x1 -> BN -> SiLU, before pooling (none in the dense forms or once pruned)."""
+        if self.head is None:
+            return x
         return self.head[2](self.head[1](self.head[0](x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -462,7 +464,7 @@ class OverLoCK(nn.Module):
         pooled = self.global_pool == "avg"
         if pooled:
             x = x.mean((2, 3), keepdim=True)
-        if self.dense_outputs is None:
+        if self.head is not None:
             x = self.head[3](x)
             if not pre_logits:
                 x = self.head[4](x)
@@ -490,7 +492,7 @@ class OverLoCK(nn.Module):
         if intermediates_only:
             return picked
         last = feats[-1]
-        return (last if self.dense_outputs or len(feats) < 4 else self._head_features(last)), picked
+        return (last if len(feats) < 4 else self._head_features(last)), picked
 
     def prune_intermediate_layers(
         self,
@@ -498,10 +500,12 @@ class OverLoCK(nn.Module):
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Keep every stage (the Focus-Net needs the Overview-Net of stage 4); drop the head."""
+        """Keep every stage (the Focus-Net needs the Overview-Net of stage 4); ``prune_head`` drops
+        the whole head (its conv and BN too, so no parameter goes unused, e.g. under DDP)."""
         take, _ = feature_take_indices(4, indices)
         if prune_head:
-            self.reset_classifier(0, "")
+            self.head, self.num_classes, self.global_pool = None, 0, ""
+            self.num_features = self.head_hidden_size = self.widths[-1]
         return take
 
     # ----------------------------------------------------------------- timm model API
@@ -532,7 +536,7 @@ class OverLoCK(nn.Module):
             stage.grad_checkpointing = enable
 
     def get_classifier(self) -> nn.Module:
-        return self.head[4] if self.dense_outputs is None else nn.Identity()
+        return nn.Identity() if self.head is None else self.head[4]
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new classifier on the model's device and dtype, in its current train / eval mode."""
@@ -540,9 +544,9 @@ class OverLoCK(nn.Module):
             if global_pool not in ("", "avg"):
                 raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
             self.global_pool = global_pool
-        if self.dense_outputs is not None:
+        if self.head is None:
             if num_classes:
-                raise ValueError("the dense form has no classifier")
+                raise ValueError(f"this {type(self).__name__} has no head (a dense form or pruned)")
             return
         self.num_classes = num_classes
         self.head[4] = self._classifier(num_classes, **get_device_dtype(self)).train(self.training)

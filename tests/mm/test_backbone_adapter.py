@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
 from mmdet.registry import MODELS as DET_MODELS
 from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData, PixelData
@@ -24,6 +26,7 @@ import attnzoo
 from attnzoo.backbones import FAMILIES, UnknownModelError
 from attnzoo.mm import AttnZooBackbone
 from attnzoo.zoo.facts import smallest_variant_per_family
+from attnzoo.zoo.registry import family_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").rglob("*.py"))
@@ -306,7 +309,8 @@ def _steps(model, data, n=5, lr=0.01):
     return losses
 
 
-def _det_batch(h=96, w=128, n_images=2):
+def _det_batch(h=96, w=128, n_images=2, masks=False):
+    """Random images with three boxes each; ``masks``: each box's filled rectangle as its mask."""
     gen = torch.Generator().manual_seed(0)
     inputs, samples = [], []
     for _ in range(n_images):
@@ -314,9 +318,13 @@ def _det_batch(h=96, w=128, n_images=2):
         xy = torch.rand(3, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
         wh = 12 + torch.rand(3, 2, generator=gen) * torch.tensor([w * 0.3, h * 0.3])
         sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.cat([xy, xy + wh], dim=1), labels=torch.randint(0, 3, (3,), generator=gen)
-        )
+        bboxes = torch.cat([xy, xy + wh], dim=1)
+        sample.gt_instances = InstanceData(bboxes=bboxes, labels=torch.randint(0, 3, (3,), generator=gen))
+        if masks:
+            bitmaps = np.zeros((3, h, w), dtype=np.uint8)
+            for bitmap, (x0, y0, x1, y1) in zip(bitmaps, bboxes.round().int().tolist(), strict=True):
+                bitmap[y0:y1, x0:x1] = 1
+            sample.gt_instances.masks = BitmapMasks(bitmaps, h, w)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -379,6 +387,178 @@ def test_upernet_biformer_trains_a_few_steps():
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+# OverLoCK's dense forms with one block per stage / Focus stage: the family's layout (its widths, the
+# Overview context, h_proj) at a fraction of the CPU time of a full OverLoCK-XT.
+_SHALLOW_OVERLOCK = dict(depth=(1, 1, 1, 1), sub_depth=(1, 1))
+# Narrower still, for the training runs: widths 16 / 32 / 64 + 16 / 64 + 16.
+_TINY_OVERLOCK = dict(
+    _SHALLOW_OVERLOCK, embed_dim=(16, 32, 64, 64), sub_num_heads=(2, 2), kernel_size=(7,) * 4
+)
+_TINY_OVERLOCK_WIDTHS = [16, 32, 80, 80]
+
+
+def _tiny_overlock(backbone_cfg):
+    backbone_cfg.update(model_name="overlock_xt", pretrained=False, drop_path_rate=0.0, **_TINY_OVERLOCK)
+
+
+def _every_backbone_parameter_gets_a_gradient(model):
+    """No unused backbone parameters (DDP would need ``find_unused_parameters``), and the form's own
+    modules (the output norms; for 'det', h_proj on the Overview context) learn from the task loss."""
+    named = dict(model.backbone.named_parameters())
+    assert not [n for n, p in named.items() if p.grad is None]
+    extras = {
+        n: p for n, p in named.items() if n.startswith(("model.model.extra_norm.", "model.model.h_proj."))
+    }
+    assert extras and not [n for n, p in extras.items() if not p.grad.abs().sum() > 0]
+
+
+def test_mask_rcnn_overlock_trains_a_few_steps():
+    """configs/det/mask-rcnn_overlock_t_fpn_1x_coco.py with a tiny OverLoCK (det form), neck and heads."""
+    cfg = Config.fromfile(ROOT / "configs/det/mask-rcnn_overlock_t_fpn_1x_coco.py")
+    model_cfg = cfg.model
+    assert model_cfg.backbone.dense_form == "det"
+    _tiny_overlock(model_cfg.backbone)
+    model_cfg.neck.update(in_channels=_TINY_OVERLOCK_WIDTHS, out_channels=32)
+    model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
+    roi = model_cfg.roi_head
+    roi.bbox_roi_extractor.update(out_channels=32)
+    roi.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=3)
+    roi.mask_roi_extractor.update(out_channels=32)
+    roi.mask_head.update(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)
+    torch.manual_seed(0)
+    model = _build("mmdet", model_cfg)
+    model.init_weights()
+    assert model.backbone.out_channels == tuple(_TINY_OVERLOCK_WIDTHS)
+    losses = _steps(model, _det_batch(masks=True))
+    _every_backbone_parameter_gets_a_gradient(model)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_upernet_overlock_trains_a_few_steps():
+    """configs/seg/upernet_overlock_t_512x512_160k_ade20k.py (UperNet + the FCN auxiliary head on level 2)
+    with a tiny OverLoCK (seg form), narrow heads, plain BN for the heads' SyncBN, 64 x 96 inputs."""
+    bn = dict(type="BN", requires_grad=True)
+    model_cfg = Config.fromfile(ROOT / "configs/seg/upernet_overlock_t_512x512_160k_ade20k.py").model
+    assert model_cfg.backbone.dense_form == "seg" and model_cfg.auxiliary_head.in_index == 2
+    _tiny_overlock(model_cfg.backbone)
+    model_cfg.data_preprocessor.update(size=(64, 96))
+    model_cfg.decode_head.update(
+        in_channels=_TINY_OVERLOCK_WIDTHS, pool_scales=(1, 2), channels=32, num_classes=4, norm_cfg=bn
+    )
+    model_cfg.auxiliary_head.update(
+        in_channels=_TINY_OVERLOCK_WIDTHS[2], channels=16, num_classes=4, norm_cfg=bn
+    )
+    torch.manual_seed(0)
+    model = _build("mmseg", model_cfg)
+    model.init_weights()
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(2):
+        img = torch.randint(0, 256, (3, 64, 96), generator=gen, dtype=torch.uint8)
+        label = torch.zeros(1, 64, 96, dtype=torch.long)
+        label[:, 32:, :48], label[:, :32, 48:], label[:, 32:, 48:] = 1, 2, 3  # quadrants
+        img[0, label[0] == 1] //= 2  # some signal in the image
+        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
+        sample.gt_sem_seg = PixelData(data=label)
+        inputs.append(img)
+        samples.append(sample)
+    losses = _steps(model, dict(inputs=inputs, data_samples=samples), lr=0.05)
+    _every_backbone_parameter_gets_a_gradient(model)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_overlock_dense_forms():
+    """``dense_form`` picks the family's official dense backbone; unknown forms fail naming the known."""
+    torch.manual_seed(0)
+    det = _backbone(model_name="overlock_xt", dense_form="det", **_SHALLOW_OVERLOCK).eval()
+    seg = _backbone(model_name="overlock_xt", dense_form="seg", **_SHALLOW_OVERLOCK).eval()
+    widths = (56, 112, 256 + 336 // 4, 336 + 336 // 4)  # C1, C2, C3 + C4 / 4, C4 + C4 / 4 (XT)
+    x = torch.randn(1, 3, 64, 96)
+    for backbone in (det, seg):
+        assert backbone.out_indices == (0, 1, 2, 3) and backbone.strides == (4, 8, 16, 32)
+        assert backbone.out_channels == widths
+        assert not any(n.startswith("model.model.head.") for n, _ in backbone.named_parameters())
+        with torch.no_grad():
+            outs = backbone(x)
+        assert [tuple(o.shape) for o in outs] == [
+            (1, c, 64 // s, 96 // s) for c, s in zip(widths, (4, 8, 16, 32), strict=True)
+        ]
+        assert all(torch.isfinite(o).all() for o in outs)
+    assert len(det.model.model.extra_norm) == 5 and isinstance(det.model.model.h_proj, torch.nn.Module)
+    assert len(seg.model.model.extra_norm) == 4 and not hasattr(seg.model.model, "h_proj")
+    assert not any(n.startswith("model.model.h_proj.") for n, _ in seg.named_parameters())
+    # without a dense form: the classifier's own features, no output norms
+    assert not any(
+        "extra_norm" in n
+        for n, _ in _backbone(model_name="overlock_xt", **_SHALLOW_OVERLOCK).named_parameters()
+    )
+    with pytest.raises(ValueError, match=r"overlock_xt has no dense form 'cls' \(its forms: 'det', 'seg'\)"):
+        _backbone(model_name="overlock_xt", dense_form="cls")
+    with pytest.raises(ValueError, match=r"biformer_tiny has no dense form 'det' \(its forms: none\)"):
+        _backbone(model_name="biformer_tiny", dense_form="det")
+
+
+def test_overlock_dense_form_starts_from_the_imagenet_checkpoint(tmp_path):
+    """What ``pretrained=True`` does in the OverLoCK configs: the ImageNet classifier checkpoint (official
+    layout ``{'model': ...}``) into the det form; its head stays behind and only the form's own modules
+    (output norms, h_proj) keep their fresh init, as with the official code's non-strict load."""
+    torch.manual_seed(8)
+    official = timm.create_model("overlock_xt", **_SHALLOW_OVERLOCK).state_dict()
+    path = tmp_path / "overlock_xt_in1k_224.pth"
+    torch.save({"model": official}, path)
+    backbone = _backbone(
+        model_name="overlock_xt", dense_form="det", pretrained=str(path), **_SHALLOW_OVERLOCK
+    )
+    loaded = backbone.model.model.state_dict()
+    assert {k for k in loaded if k not in official} == {
+        k for k in loaded if k.startswith(("extra_norm.", "h_proj."))
+    }
+    assert all(torch.equal(v, official[k]) for k, v in loaded.items() if k in official)
+
+
+@pytest.mark.parametrize(
+    ("form", "heads"),
+    [
+        (
+            "det",
+            (
+                "neck.lateral_convs.0.conv.weight",
+                "rpn_head.rpn_conv.weight",
+                "roi_head.mask_head.conv_logits.bias",
+            ),
+        ),
+        ("seg", ("decode_head.conv_seg.weight", "auxiliary_head.conv_seg.weight")),
+    ],
+)
+def test_overlock_loads_an_official_dense_checkpoint(tmp_path, form, heads):
+    """An official Mask R-CNN / UperNet checkpoint (mmdet / mmseg layout: ``state_dict`` with
+    ``backbone.*`` and the neck / heads, plus ``meta``) through ``pretrained=<file>``: the backbone gets
+    the ``backbone.*`` tensors (parameters and BN buffers), the rest is left behind."""
+    torch.manual_seed(6)
+    official = timm.create_model("overlock_xt", dense_outputs=form, num_classes=0, **_SHALLOW_OVERLOCK)
+    official = {
+        k: v + 0.01 * torch.rand_like(v) if v.is_floating_point() else v + 3
+        for k, v in official.state_dict().items()
+    }
+    state = {f"backbone.{k}": v for k, v in official.items()}
+    state.update({key: torch.randn(4, 4) for key in heads})
+    meta = dict(
+        mmdet_version="2.28.2", epoch=12, iter=88000, CLASSES=("person", "bicycle"), config="model = dict()"
+    )
+    path = tmp_path / f"official_{form}.pth"
+    torch.save({"meta": meta, "state_dict": state}, path)
+    torch.manual_seed(7)
+    backbone = _backbone(model_name="overlock_xt", dense_form=form, pretrained=str(path), **_SHALLOW_OVERLOCK)
+    loaded = backbone.model.model.state_dict()
+    assert loaded.keys() == official.keys()
+    assert all(torch.equal(v, official[k]) for k, v in loaded.items())
+    backbone.init_weights()  # called by every runner: leaves the loaded weights alone
+    assert all(torch.equal(v, official[k]) for k, v in backbone.model.model.state_dict().items())
+    if form == "det":  # a detector's backbone has h_proj and a fifth norm, which the seg form lacks
+        with pytest.raises(ValueError, match=r"unexpected keys.*(extra_norm\.4|h_proj)"):
+            _backbone(model_name="overlock_xt", dense_form="seg", pretrained=str(path), **_SHALLOW_OVERLOCK)
+
+
 def test_plain_vit_detector_through_a_pyramid_neck():
     """Stride-16-only models (ConViT, InfViT): mmseg's Feature2Pyramid makes strides 4-32, then FPN."""
     bn = dict(type="BN", requires_grad=True)
@@ -406,7 +586,30 @@ def test_plain_vit_detector_through_a_pyramid_neck():
 
 
 # ------------------------------------------------------------------------------------------ configs
-@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
+def _sibling_base(path):
+    """The config in the same folder that ``path`` inherits (``_base_ = ["./other.py"]``), else None."""
+    match = re.search(r'^_base_ = \["\./([^"]+)"\]', path.read_text(), re.MULTILINE)
+    return path.parent / match.group(1) if match else None
+
+
+def _backbone_name(path):
+    """The backbone ``model_name`` a config sets, else its sibling base's (read as text: loading every
+    config at collection takes seconds)."""
+    match = re.search(r'\bmodel_name="([^"]+)"', path.read_text())
+    return match.group(1) if match else _backbone_name(_sibling_base(path))
+
+
+def _config_case(path):
+    """A config on a sibling config with a backbone of the same family (a bigger variant, a longer
+    schedule) builds that config's model at another size, or the same one: slow tier (OverLoCK-B Mask
+    R-CNN takes ~30 s on CPU). Each family's root configs (on OpenMMLab's bases) stay in the default tier."""
+    base = _sibling_base(path)
+    derived = base is not None and family_of(_backbone_name(path)) == family_of(_backbone_name(base))
+    marks = (pytest.mark.slow,) if derived else ()
+    return pytest.param(path, id=str(path.relative_to(ROOT / "configs")), marks=marks)
+
+
+@pytest.mark.parametrize("path", [_config_case(p) for p in CONFIGS])
 def test_config_loads_and_builds(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports["imports"] == ["attnzoo.mm"]
@@ -427,6 +630,35 @@ def test_config_loads_and_builds(path):
         results = model(**batch, mode="predict")
     assert len(feats) >= 4 and all(torch.isfinite(f).all() for f in feats)
     assert len(results) == 1
+
+
+# The official OverLoCK configs' drop_path_rate (detection/configs/maskrcnn_overlock/*, the same for 1x
+# and 3x; segmentation/configs/overlock/upernet_overlock_*_ade20k_8xb2.py).
+_OVERLOCK_DROP_PATH = {"det": dict(t=0.2, s=0.4, b=0.6), "seg": dict(t=0.2, s=0.3, b=0.5)}
+
+
+def test_overlock_configs_match_the_backbone_and_the_official_settings():
+    """Every OverLoCK config (the S / B builds are in the slow tier) loads, feeds its neck / heads the
+    dense form's widths (C1, C2, C3 + C4 / 4, C4 + C4 / 4), and keeps the official drop_path_rate."""
+    from attnzoo.backbones.overlock import _VARIANTS
+
+    paths = [p for p in CONFIGS if "overlock" in p.name]
+    assert len(paths) == 9
+    for path in paths:
+        cfg = Config.fromfile(path)
+        backbone = cfg.model.backbone
+        form, size = backbone.dense_form, backbone.model_name.removeprefix("overlock_")
+        assert form == {"mmdet": "det", "mmseg": "seg"}[cfg.default_scope], path.name
+        c1, c2, c3, c4 = _VARIANTS[size]["embed_dim"]
+        widths = [c1, c2, c3 + c4 // 4, c4 + c4 // 4]
+        assert backbone.drop_path_rate == _OVERLOCK_DROP_PATH[form][size], path.name
+        assert backbone.pretrained is True and tuple(backbone.out_indices) == (0, 1, 2, 3), path.name
+        if form == "det":
+            assert cfg.model.neck.in_channels == widths, path.name
+        else:
+            assert cfg.model.decode_head.in_channels == widths, path.name
+            assert cfg.model.auxiliary_head.in_index == 2, path.name
+            assert cfg.model.auxiliary_head.in_channels == widths[2], path.name
 
 
 def test_attnzoo_scope_resolves_the_shipped_configs(tmp_path):
