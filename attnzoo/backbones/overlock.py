@@ -604,6 +604,8 @@ FAMILY = register_family(
         # Stage k opens with patch_embed{k+1}; the Overview / Focus modules run with stages 3-4.
         # Stage k (from 1 in the names) opens with patch_embed{k}; the Focus-Net stage 3 goes with
         # stage 3, the Overview projection and the stage-4 context downsample with stage 4 (the last).
+        # The dense forms' output norms count as after the last stage: frozen_stages < 4 leaves them
+        # all trainable (mmdet's Swin freezes each output norm with its stage).
         dense=DenseLayout(
             out_indices=(0, 1, 2, 3),
             stem=r"patch_embed1\.",
