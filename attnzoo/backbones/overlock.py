@@ -619,21 +619,19 @@ FAMILY = register_family(
 
 
 def _release(file: str, top1: float, params_m: float, gflops: float, crop_pct: float) -> dict[str, Any]:
-    notes = (
-        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params (without the auxiliary "
-        f"head), {gflops} GFLOPs (official README)",
-    )
+    readme = f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs"
+    notes = (f"{readme} (official README)",)
     return dict(url=_RELEASE + file, crop_pct=crop_pct, notes=notes)
 
 
 default_cfgs = FAMILY.default_cfgs(
     {
-        "overlock_xt.in1k": _release("overlock_xt_in1k_224.pth", 82.7, 16.97, 2.6, 0.925),
-        "overlock_t.in1k": _release("overlock_t_in1k_224.pth", 84.2, 34.48, 5.5, 0.95),
+        "overlock_xt.in1k": _release("overlock_xt_in1k_224.pth", 82.7, 16, 2.6, 0.925),
+        "overlock_t.in1k": _release("overlock_t_in1k_224.pth", 84.2, 33, 5.5, 0.95),
         "overlock_s.in1k": _release("overlock_s_in1k_224.pth", 84.8, 56, 9.7, 0.95),
         "overlock_b.in1k": _release("overlock_b_in1k_224.pth", 85.1, 95, 16.7, 0.975),
-        "overlock_xt_reparam.in1k": _release("overlock_xt_in1k_224_reparam.pth", 82.7, 16.97, 2.6, 0.925),
-        "overlock_t_reparam.in1k": _release("overlock_t_in1k_224_reparam.pth", 84.2, 34.48, 5.5, 0.95),
+        "overlock_xt_reparam.in1k": _release("overlock_xt_in1k_224_reparam.pth", 82.7, 16, 2.6, 0.925),
+        "overlock_t_reparam.in1k": _release("overlock_t_in1k_224_reparam.pth", 84.2, 33, 5.5, 0.95),
         "overlock_s_reparam.in1k": _release("overlock_s_in1k_224_reparam.pth", 84.8, 56, 9.7, 0.95),
         "overlock_b_reparam.in1k": _release("overlock_b_in1k_224_reparam.pth", 85.1, 95, 16.7, 0.975),
     }

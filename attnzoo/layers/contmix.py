@@ -70,8 +70,8 @@ class ContMix(nn.Module):
 
     def _grouped(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, G * c, H, W]`` -> ``[B, G, H, W, c]`` (channels-last per group, what the op reads)."""
-        b, _, h, w = x.shape
-        return x.reshape(b, self.groups, -1, h, w).permute(0, 1, 3, 4, 2)
+        b, c, h, w = x.shape  # explicit sizes (no -1): an empty batch reshapes too
+        return x.reshape(b, self.groups, c // self.groups, h, w).permute(0, 1, 3, 4, 2)
 
     def mix(self, values: torch.Tensor, query_source: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Aggregate ``values`` ``[B, dim, H, W]`` with kernels from ``query_source`` ``[B, dim, H, W]``
@@ -86,7 +86,7 @@ class ContMix(nn.Module):
                 for t in (values, query_source, context)
             )
         q = self._grouped(self.weight_query(query_source) * self.scale)
-        keys = self.weight_key(context).flatten(2).reshape(b, self.groups, -1, self.weight_proj.in_channels)
+        keys = self.weight_key(context).flatten(2).unflatten(1, (self.groups, q.shape[-1]))
         proj = torch.einsum("bgcl,ol->bgco", keys, self.weight_proj.weight.flatten(1))
         s2 = self.smk_size**2
         small_v, large_v = values.chunk(2, dim=1)

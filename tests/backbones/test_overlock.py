@@ -135,6 +135,9 @@ def test_small_maps_take_the_resize_branch_and_any_size_works():
         )
         assert [tuple(f.shape[-2:]) for f in feats] == [(-(-h // r), -(-w // r)) for r in (4, 8, 16, 32)]
         assert all(torch.isfinite(f).all() for f in feats)
+    with torch.no_grad():  # an empty batch and a 1-pixel image (every map below every window)
+        assert model(torch.randn(0, 3, 64, 64, dtype=torch.float64)).shape == (0, 5)
+        assert torch.isfinite(model(torch.randn(1, 3, 1, 1, dtype=torch.float64))).all()
 
 
 def test_dense_forms_and_their_errors():
