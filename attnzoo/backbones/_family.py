@@ -62,6 +62,9 @@ class DenseLayout:
             has ``len(feature_info) - first_stage`` stages.
         stage_base: the number the parameter names give the first stage (1 for OverLoCK's ``blocks1``);
             ``stage``'s group minus this is the stage index.
+        output_norms: regex of a dense form's per-output norms whose group is the stage index they
+            follow (from 0; beyond the last stage: the last), so each freezes with its stage, as
+            mmdet's Swin does; matched before ``stage``.
         forms: the official dense backbones, by name (``'det'``, ``'seg'``) -> the model kwargs that build
             them (extra output norms, other heads), picked with ``AttnZooBackbone(dense_form=...)``.
 
@@ -75,11 +78,12 @@ class DenseLayout:
     last: str
     first_stage: int = 0
     stage_base: int = 0
+    output_norms: str | None = None
     forms: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # A layout is declared at import time: a bad regex fails there, not in a detector run later.
-        for pattern in (self.stem, self.last):
+        for pattern in (self.stem, self.last, self.output_norms or ""):
             re.compile(pattern)
         if re.compile(self.stage).groups < 1:
             raise ValueError(f"DenseLayout.stage needs a group for the stage number: {self.stage!r}")

@@ -604,14 +604,15 @@ FAMILY = register_family(
         # Stage k opens with patch_embed{k+1}; the Overview / Focus modules run with stages 3-4.
         # Stage k (from 1 in the names) opens with patch_embed{k}; the Focus-Net stage 3 goes with
         # stage 3, the Overview projection and the stage-4 context downsample with stage 4 (the last).
-        # The dense forms' output norms count as after the last stage: frozen_stages < 4 leaves them
-        # all trainable (mmdet's Swin freezes each output norm with its stage).
+        # The dense forms' output norms freeze with the stage they follow (extra_norm.4, on the
+        # Overview context, and h_proj with the last).
         dense=DenseLayout(
             out_indices=(0, 1, 2, 3),
             stem=r"patch_embed1\.",
             stage=r"(?:patch_embed|blocks|sub_blocks)(\d)\.",
-            last=r"(?:head|h_proj|extra_norm|high_level_proj|patch_embedx)\.",
+            last=r"(?:head|h_proj|high_level_proj|patch_embedx)\.",
             stage_base=1,
+            output_norms=r"extra_norm\.(\d)\.",
             forms={form: dict(dense_outputs=form, num_classes=0) for form in DENSE_FORMS},
         ),
     )

@@ -144,10 +144,13 @@ class AttnZooBackbone(BaseModule):
             return _ranks_by_order(own, stages)
         layout = self.layout
         stem, stage, last = (re.compile(p) for p in (layout.stem, layout.stage, layout.last))
+        norms = re.compile(layout.output_norms) if layout.output_norms else None
         ranks: dict[str, int] = {}
         for name, own_name in own.items():
             if stem.match(own_name):
                 ranks[name] = -1
+            elif norms is not None and (match := norms.match(own_name)):
+                ranks[name] = min(int(match.group(1)), len(stages) - 1)
             elif match := stage.match(own_name):
                 ranks[name] = int(match.group(1)) - layout.stage_base
             elif last.match(own_name):

@@ -498,6 +498,19 @@ def test_overlock_dense_forms():
         _backbone(model_name="biformer_tiny", dense_form="det")
 
 
+def test_overlock_output_norms_freeze_with_their_stage():
+    """frozen_stages=k freezes the dense form's output norms of stages < k (mmdet's Swin rule); the
+    Overview context's norm and h_proj go with the last stage."""
+    for k in (1, 3, 4):
+        backbone = _backbone(model_name="overlock_xt", dense_form="det", frozen_stages=k, **_SHALLOW_OVERLOCK)
+        frozen = {n.split(".")[3] for n in _frozen(backbone) if n.startswith("model.model.extra_norm.")}
+        assert frozen == {str(i) for i in range(k)} | ({"4"} if k == 4 else set()), (k, frozen)
+        h_proj = [
+            p.requires_grad for n, p in backbone.named_parameters() if n.startswith("model.model.h_proj.")
+        ]
+        assert h_proj and all(h_proj) == (k < 4)  # trainable unless the last stage is frozen
+
+
 def test_overlock_dense_form_starts_from_the_imagenet_checkpoint(tmp_path):
     """What ``pretrained=True`` does in the OverLoCK configs: the ImageNet classifier checkpoint (official
     layout ``{'model': ...}``) into the det form; its head stays behind and only the form's own modules
