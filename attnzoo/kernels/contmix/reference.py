@@ -68,8 +68,10 @@ def contmix_reference(
     bias = rpb.to(dt)[:, rel_rows[:, None, :, None], rel_cols[None, :, None, :]]  # [G, H, W, K, K]
     logits = torch.einsum("bghwc,bgck->bghwk", q.to(dt), proj.to(dt)) + proj_bias.to(dt)
     attn = torch.softmax(logits + bias.reshape(g, h, w, k * k), dim=-1)
-    # Windows by two separable index_selects (rows, then columns): [B, G, H, K, W, K, Cv].
-    windows = v.to(dt).index_select(2, rows.flatten()).unflatten(2, (h, k))
-    windows = windows.index_select(4, cols.flatten()).unflatten(4, (w, k))
-    out = torch.einsum("bghwac,bghawcd->bghwd", attn.reshape(b, g, h, w, k, k), windows)
+    # Windows by two separable index_selects, laid out [B, G, H, W, K (col), K (row), Cv] so that
+    # the weighted sum is one batched matmul without another copy of them.
+    windows = v.to(dt).index_select(2, rows.flatten()).unflatten(2, (h, k)).transpose(3, 4)
+    windows = windows.index_select(3, cols.flatten()).unflatten(3, (w, k))
+    weights = attn.reshape(b, g, h, w, k, k).transpose(-1, -2).reshape(b, g, h, w, 1, k * k)
+    out = (weights @ windows.flatten(4, 5)).squeeze(-2)
     return out.to(q.dtype)
