@@ -8,6 +8,22 @@ from timm.layers import resample_abs_pos_embed
 StateDict = dict[str, torch.Tensor]
 
 
+def model_tensors(checkpoint: dict) -> StateDict:
+    """The tensors of an official checkpoint as timm's filter receives it: a whole training checkpoint
+    (``{'model': state_dict, 'epoch': ...}``, from a URL download) is unwrapped first."""
+    if isinstance(checkpoint.get("model"), dict):
+        checkpoint = checkpoint["model"]
+    return {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+
+
+def detector_backbone(state_dict: StateDict) -> StateDict:
+    """A detector / segmentor checkpoint's ``backbone.*`` entries, un-prefixed; any other state dict
+    as it is."""
+    if not any(k.startswith("backbone.") for k in state_dict):
+        return state_dict
+    return {k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")}
+
+
 def verify_against_model(state_dict: StateDict, model: torch.nn.Module | None) -> StateDict:
     """Raise if ``state_dict`` has keys the model lacks or tensors of the wrong shape.
 

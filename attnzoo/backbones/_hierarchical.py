@@ -23,7 +23,7 @@ from timm.models import checkpoint_seq
 from torch import nn
 
 from attnzoo._timm import feature_take_indices
-from attnzoo.backbones._checks import check_images
+from attnzoo.backbones._checks import check_global_pool, check_images, check_output_fmt
 
 __all__ = ["HierarchicalBackbone", "ModuleNames", "Stage"]
 
@@ -55,12 +55,6 @@ class ModuleNames:
 
     stem: str | None = "stem"
     downsamples: str = "downsamples"
-
-
-def _check_pool(global_pool: str) -> str:
-    if global_pool not in ("", "avg"):
-        raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
-    return global_pool
 
 
 class HierarchicalBackbone(nn.Module):
@@ -107,7 +101,7 @@ class HierarchicalBackbone(nn.Module):
             raise ValueError(f"{type(self).__name__}: stem given iff module_names.stem names it")
         self.in_chans = in_chans
         self.num_classes = num_classes
-        self.global_pool = _check_pool(global_pool)
+        self.global_pool = check_global_pool(global_pool)
         self.num_features = self.head_hidden_size = widths[-1]
         self.feature_info = [
             dict(num_chs=c, reduction=r, module=f"stages.{i}")
@@ -163,7 +157,7 @@ class HierarchicalBackbone(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new head on the model's device and dtype, in its current train / eval mode."""
         if global_pool is not None:
-            self.global_pool = _check_pool(global_pool)
+            self.global_pool = check_global_pool(global_pool)
         self.num_classes = num_classes
         self.head = self._classifier(num_classes, **get_device_dtype(self)).train(self.training)
 
@@ -198,8 +192,7 @@ class HierarchicalBackbone(nn.Module):
         ``norm=True`` applies the final norm to the last stage's map. Unless ``intermediates_only``,
         also returns what ``forward_features`` returns (the unnormed map when stopped early).
         """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         last = len(self.stages) - 1
         take, max_index = feature_take_indices(len(self.stages), indices)
         n_run = max_index + 1 if stop_early else len(self.stages)

@@ -18,7 +18,7 @@ from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
 from timm.models import register_model
 from torch import nn
 
-from attnzoo.backbones._convert import StateDict, verify_against_model
+from attnzoo.backbones._convert import StateDict, model_tensors, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
@@ -183,9 +183,7 @@ def convert_biformer(state_dict: StateDict, model: nn.Module | None = None) -> S
 
     A whole training checkpoint (what timm hands over after a URL download) is unwrapped first.
     """
-    if isinstance(state_dict.get("model"), dict):
-        state_dict = state_dict["model"]
-    return verify_against_model({k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}, model)
+    return verify_against_model(model_tensors(state_dict), model)
 
 
 FAMILY = register_family(

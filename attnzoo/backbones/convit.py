@@ -22,6 +22,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from attnzoo._timm import feature_take_indices
+from attnzoo.backbones._checks import check_output_fmt
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._vit import AttnZooViT
@@ -158,8 +159,7 @@ class ConViT(AttnZooViT):
         the class token dropped; ``norm=True`` applies the final norm to each. Unless
         ``intermediates_only``, also returns the final normed tokens as ``forward_features`` does.
         """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take, max_index = feature_take_indices(len(self.blocks), indices)
         blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
         x, taken, (gh, gw) = self._run_blocks(x, blocks, take)

@@ -35,8 +35,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from attnzoo._timm import feature_take_indices
-from attnzoo.backbones._checks import check_images
-from attnzoo.backbones._convert import StateDict, verify_against_model
+from attnzoo.backbones._checks import check_global_pool, check_images, check_output_fmt
+from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import Stage
 from attnzoo.layers.contmix import ContMix
@@ -320,12 +320,14 @@ class OverLoCK(nn.Module):
             raise ValueError(f"dense_outputs must be None, 'det' or 'seg', got {dense_outputs!r}")
         if dense_outputs is not None and num_classes:
             raise ValueError(f"the dense form ({dense_outputs!r}) has no classifier: pass num_classes=0")
-        if global_pool not in ("", "avg"):
-            raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
         dd = dict(device=device, dtype=dtype)
         c1, c2, c3, c4 = embed_dim
         ctx = c4 // 4
-        self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
+        self.in_chans, self.num_classes, self.global_pool = (
+            in_chans,
+            num_classes,
+            check_global_pool(global_pool),
+        )
         self.dense_outputs = dense_outputs
         self.widths = (c1, c2, c3 + ctx, c4 + ctx)
         self.feature_info = [
@@ -484,8 +486,7 @@ class OverLoCK(nn.Module):
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """The ``feature_info`` maps (``indices``: last n if int, all if None); ``norm`` is accepted for
         timm's API (the dense forms' extra norms are part of their features)."""
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        check_output_fmt(output_fmt)
         take, max_index = feature_take_indices(4, indices)
         feats, _ = self._run(x, max_index + 1 if stop_early else 4)
         picked = [feats[i] if output_fmt == "NCHW" else feats[i].permute(0, 2, 3, 1) for i in take]
@@ -541,9 +542,7 @@ class OverLoCK(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new classifier on the model's device and dtype, in its current train / eval mode."""
         if global_pool is not None:
-            if global_pool not in ("", "avg"):
-                raise ValueError(f"global_pool must be '' or 'avg', got {global_pool!r}")
-            self.global_pool = global_pool
+            self.global_pool = check_global_pool(global_pool)
         if self.head is None:
             if num_classes:
                 raise ValueError(f"this {type(self).__name__} has no head (a dense form or pruned)")
@@ -563,15 +562,8 @@ def convert_overlock(state_dict: StateDict, model: nn.Module | None = None) -> S
     A ``_reparam`` (deployment) checkpoint fits only the ``overlock_*_reparam`` models and vice versa;
     loading one into the other names the mismatch.
     """
-    if isinstance(state_dict.get("model"), dict):
-        state_dict = state_dict["model"]
-    if any(k.startswith("backbone.") for k in state_dict):
-        state_dict = {
-            k.removeprefix("backbone."): v for k, v in state_dict.items() if k.startswith("backbone.")
-        }
-    state_dict = {
-        k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor) and not k.startswith(_DROPPED)
-    }
+    state_dict = detector_backbone(model_tensors(state_dict))
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(_DROPPED)}
     if model is not None:
         own = model.state_dict()
         if "head.0.weight" not in own:  # a dense form (no head): the classifier's head stays behind
