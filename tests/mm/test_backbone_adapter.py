@@ -329,6 +329,22 @@ def _det_batch(h=96, w=128, n_images=2, masks=False):
     return dict(inputs=inputs, data_samples=samples)
 
 
+def _seg_batch():
+    """Two 64 x 96 images labelled in four quadrants, one class darkened in the image."""
+    gen = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for _ in range(2):
+        img = torch.randint(0, 256, (3, 64, 96), generator=gen, dtype=torch.uint8)
+        label = torch.zeros(1, 64, 96, dtype=torch.long)
+        label[:, 32:, :48], label[:, :32, 48:], label[:, 32:, 48:] = 1, 2, 3  # quadrants
+        img[0, label[0] == 1] //= 2  # some signal in the image
+        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
+        sample.gt_sem_seg = PixelData(data=label)
+        inputs.append(img)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
 def test_retinanet_biformer_trains_a_few_steps():
     cfg = Config.fromfile(ROOT / "configs/det/retinanet_biformer_tiny_fpn_1x_coco.py")
     model_cfg = cfg.model
@@ -372,18 +388,7 @@ def test_upernet_biformer_trains_a_few_steps():
     torch.manual_seed(0)
     model = _build("mmseg", model_cfg)
     model.init_weights()
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        img = torch.randint(0, 256, (3, 64, 96), generator=gen, dtype=torch.uint8)
-        label = torch.zeros(1, 64, 96, dtype=torch.long)
-        label[:, 32:, :48], label[:, :32, 48:], label[:, 32:, 48:] = 1, 2, 3  # quadrants
-        img[0, label[0] == 1] //= 2  # some signal in the image
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
-        sample.gt_sem_seg = PixelData(data=label)
-        inputs.append(img)
-        samples.append(sample)
-    losses = _steps(model, dict(inputs=inputs, data_samples=samples), lr=0.05)
+    losses = _steps(model, _seg_batch(), lr=0.05)
     assert losses[-1] < 0.9 * losses[0], losses
 
 
@@ -451,18 +456,7 @@ def test_upernet_overlock_trains_a_few_steps():
     torch.manual_seed(0)
     model = _build("mmseg", model_cfg)
     model.init_weights()
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        img = torch.randint(0, 256, (3, 64, 96), generator=gen, dtype=torch.uint8)
-        label = torch.zeros(1, 64, 96, dtype=torch.long)
-        label[:, 32:, :48], label[:, :32, 48:], label[:, 32:, 48:] = 1, 2, 3  # quadrants
-        img[0, label[0] == 1] //= 2  # some signal in the image
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
-        sample.gt_sem_seg = PixelData(data=label)
-        inputs.append(img)
-        samples.append(sample)
-    losses = _steps(model, dict(inputs=inputs, data_samples=samples), lr=0.05)
+    losses = _steps(model, _seg_batch(), lr=0.05)
     _every_backbone_parameter_gets_a_gradient(model)
     assert losses[-1] < 0.9 * losses[0], losses
 
