@@ -1,7 +1,7 @@
 """Triton kernels with pure-torch references, and the rule that dispatches between them.
 
 Each op is a package (``halo_attention``, ``bilevel_routing``, ``infinite_attention``,
-``topk_attention``, ``fourier_karat``, ``contmix``) of a
+``topk_attention``, ``fourier_karat``, ``contmix``, ``linear_attention``) of a
 ``reference`` (plain torch), ``kernels`` (``@triton.jit``, imported only with Triton), ``op`` (checks,
 dispatch, the ``torch.ops.attnzoo`` registration) and ``spec`` (its :mod:`.registry` entry, which the
 kernel battery tests). Importing this package imports every op package, so the registry is full.
@@ -18,6 +18,7 @@ from attnzoo.kernels.infinite_attention import (
     infsa_pure,
     infsa_pure_reference,
 )
+from attnzoo.kernels.linear_attention import linear_attention, linear_attention_reference
 from attnzoo.kernels.topk_attention import topk_attention, topk_attention_reference
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
     "infsa_pure",
     "infsa_pure_reference",
     "kernel_backend",
+    "linear_attention",
+    "linear_attention_reference",
     "topk_attention",
     "topk_attention_reference",
     "triton_available",
