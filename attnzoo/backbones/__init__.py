@@ -5,7 +5,16 @@ entry points out with ``@register_model``; :data:`FAMILIES` holds the records in
 """
 
 # registration side effects
-from attnzoo.backbones import biformer, convit, halonet, infvit, karat, overlock, sparsifiner  # noqa: F401
+from attnzoo.backbones import (  # noqa: F401
+    biformer,
+    convit,
+    halonet,
+    infvit,
+    karat,
+    mala,
+    overlock,
+    sparsifiner,
+)
 from attnzoo.backbones._family import FAMILIES, Family, UnknownModelError, family_of
 
 __all__ = ["FAMILIES", "Family", "UnknownModelError", "family_of"]

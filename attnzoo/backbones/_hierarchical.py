@@ -1,7 +1,9 @@
 """A skeleton for hierarchical backbones that implements timm's model API once.
 
 Layout: an optional stem, then per stage a downsample and a :class:`Stage` of blocks (channels-first
-maps between stages), then a final norm and a pooled linear head. A family builds those modules and
+maps between stages), then a final norm (or a conv head, EfficientNet's ``conv_head`` style) and a
+pooled linear head. A dense form (an official detection / segmentation backbone) instead puts a norm
+on every stage output (``output_norms``) and has no final norm or head. A family builds those modules and
 hands them to :class:`HierarchicalBackbone`, which registers them under the family's official names
 (:class:`ModuleNames`, so official checkpoints keep their keys) and provides ``forward_features`` /
 ``forward_head`` / ``forward_intermediates`` / ``prune_intermediate_layers`` / classifier, grouping,
@@ -55,6 +57,7 @@ class ModuleNames:
 
     stem: str | None = "stem"
     downsamples: str = "downsamples"
+    output_norms: str = "extra_norms"
 
 
 class HierarchicalBackbone(nn.Module):
@@ -67,8 +70,12 @@ class HierarchicalBackbone(nn.Module):
             resolution).
         stages: one :class:`Stage` per stage.
         norm: the final norm, on the last stage's channels-first map (e.g. ``nn.BatchNorm2d`` or
-            ``timm.layers.LayerNorm2d``).
-        widths: each stage's output channels; the last one feeds the head.
+            ``timm.layers.LayerNorm2d``), or a conv head (conv 1x1 -> norm -> act) before pooling.
+        widths: each stage's output channels.
+        num_features: the channels ``norm`` returns, which feed the classifier (default: ``widths[-1]``).
+        output_norms: a dense form's norm per stage output (registered as ``module_names.output_norms``):
+            every feature and ``forward_features`` come out normed; pass ``norm=nn.Identity()`` and
+            ``num_classes=0`` with them.
         reductions: each stage's output stride.
         in_chans, num_classes, global_pool (``'avg'`` or ``''``), drop_rate (before the head): as in timm.
 
@@ -87,6 +94,8 @@ class HierarchicalBackbone(nn.Module):
         norm: nn.Module,
         widths: Sequence[int],
         reductions: Sequence[int],
+        num_features: int | None = None,
+        output_norms: Sequence[nn.Module] | None = None,
         in_chans: int = 3,
         num_classes: int = 1000,
         global_pool: str = "avg",
@@ -102,7 +111,8 @@ class HierarchicalBackbone(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.global_pool = check_global_pool(global_pool)
-        self.num_features = self.head_hidden_size = widths[-1]
+        self.widths = tuple(widths)
+        self.num_features = self.head_hidden_size = num_features or widths[-1]
         self.feature_info = [
             dict(num_chs=c, reduction=r, module=f"stages.{i}")
             for i, (c, r) in enumerate(zip(widths, reductions, strict=True))
@@ -111,6 +121,10 @@ class HierarchicalBackbone(nn.Module):
             setattr(self, self.module_names.stem, stem)
         setattr(self, self.module_names.downsamples, nn.ModuleList(downsamples))
         self.stages = nn.ModuleList(stages)
+        if output_norms is not None:
+            if len(output_norms) != len(stages):
+                raise ValueError("output_norms needs one norm per stage")
+            setattr(self, self.module_names.output_norms, nn.ModuleList(output_norms))
         self.norm = norm
         self.head_drop = nn.Dropout(drop_rate)
         self.head = self._classifier(num_classes, device=device, dtype=dtype)
@@ -122,6 +136,11 @@ class HierarchicalBackbone(nn.Module):
 
     def _downsamples(self) -> nn.ModuleList:
         return getattr(self, self.module_names.downsamples)
+
+    def _output(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s feature: its map, through the dense form's output norm when there is one."""
+        norms = getattr(self, self.module_names.output_norms, None)
+        return x if norms is None else norms[i](x)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """Check the images, then run the stem (if the family has a separate one)."""
@@ -143,7 +162,7 @@ class HierarchicalBackbone(nn.Module):
             blocks=[
                 (r"^stages\.(\d+)" if coarse else r"^stages\.(\d+)\.(\d+)", None),
                 (rf"^{downsamples}\.(\d+)", (0,)),
-                (r"^norm", (99999,)),
+                (rf"^(?:norm|{names.output_norms})", (99999,)),
             ],
         )
 
@@ -163,11 +182,11 @@ class HierarchicalBackbone(nn.Module):
 
     # ----------------------------------------------------------------- forward pieces
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last stage's map after the final norm, ``(B, C, ceil(H / r), ceil(W / r))``."""
+        """The last stage's map after the final norm (or conv head), ``(B, C, ceil(H / r), ceil(W / r))``."""
         x = self._input(x)
         for downsample, stage in zip(self._downsamples(), self.stages, strict=True):
             x = stage(downsample(x))
-        return self.norm(x)
+        return self.norm(self._output(len(self.stages) - 1, x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":
@@ -189,8 +208,9 @@ class HierarchicalBackbone(nn.Module):
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Stage outputs (``indices``: last n if int, all if None) at the ``feature_info`` strides.
 
-        ``norm=True`` applies the final norm to the last stage's map. Unless ``intermediates_only``,
-        also returns what ``forward_features`` returns (the unnormed map when stopped early).
+        ``norm=True`` applies the final norm to the last stage's map (a dense form's output norms
+        always apply: they are part of its features). Unless ``intermediates_only``, also returns what
+        ``forward_features`` returns (the last run stage's feature when stopped early).
         """
         check_output_fmt(output_fmt)
         last = len(self.stages) - 1
@@ -202,11 +222,13 @@ class HierarchicalBackbone(nn.Module):
         for i in range(n_run):
             x = self.stages[i](downsamples[i](x))
             if i in take:
-                y = self.norm(x) if norm and i == last else x
+                y = self._output(i, x)
+                y = self.norm(y) if norm and i == last else y
                 intermediates.append(y if output_fmt == "NCHW" else y.permute(0, 2, 3, 1))
         if intermediates_only:
             return intermediates
-        return (self.norm(x) if n_run == last + 1 else x), intermediates
+        y = self._output(n_run - 1, x)
+        return (self.norm(y) if n_run == last + 1 else y), intermediates
 
     def prune_intermediate_layers(
         self,
@@ -219,8 +241,12 @@ class HierarchicalBackbone(nn.Module):
         pruned = max_index + 1 < len(self.stages)
         self.stages = self.stages[: max_index + 1]
         setattr(self, self.module_names.downsamples, self._downsamples()[: max_index + 1])
+        norms = getattr(self, self.module_names.output_norms, None)
+        if norms is not None:
+            setattr(self, self.module_names.output_norms, norms[: max_index + 1])
         if prune_norm or pruned:
             self.norm = nn.Identity()
+            self.num_features = self.head_hidden_size = self.widths[max_index]
         if prune_head:
             self.reset_classifier(0, "")
         return take

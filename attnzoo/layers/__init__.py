@@ -6,7 +6,9 @@ from attnzoo.layers.fourier_karat import FourierKArAtAttention, FourierOperator
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
+from attnzoo.layers.mala import MagnitudeAwareLinearAttention, RoPESoftmaxAttention
 from attnzoo.layers.reparam import DilatedReparamBlock
+from attnzoo.layers.rope import apply_rope_2d, rope_2d_sin_cos
 from attnzoo.layers.sparsifiner import ConnectivityPredictor, SparsifinerAttention
 
 __all__ = [
@@ -20,8 +22,12 @@ __all__ = [
     "GlobalAttentionLePE",
     "HaloAttention",
     "InfiniteSelfAttention",
+    "MagnitudeAwareLinearAttention",
     "MultiHeadSelfAttention",
     "RelPosTables",
+    "RoPESoftmaxAttention",
     "SparsifinerAttention",
+    "apply_rope_2d",
+    "rope_2d_sin_cos",
     "swap_attention",
 ]
