@@ -6,6 +6,7 @@ from attnzoo.layers.fourier_karat import FourierKArAtAttention, FourierOperator
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention, swap_attention
+from attnzoo.layers.inline import InjectiveLinearAttention, LocalResidual
 from attnzoo.layers.mala import MagnitudeAwareLinearAttention, RoPESoftmaxAttention
 from attnzoo.layers.reparam import DilatedReparamBlock
 from attnzoo.layers.rope import apply_rope_2d, rope_2d_sin_cos
@@ -22,6 +23,8 @@ __all__ = [
     "GlobalAttentionLePE",
     "HaloAttention",
     "InfiniteSelfAttention",
+    "InjectiveLinearAttention",
+    "LocalResidual",
     "MagnitudeAwareLinearAttention",
     "MultiHeadSelfAttention",
     "RelPosTables",
