@@ -406,13 +406,18 @@ def _tiny_overlock(backbone_cfg):
     backbone_cfg.update(model_name="overlock_xt", pretrained=False, drop_path_rate=0.0, **_TINY_OVERLOCK)
 
 
-def _every_backbone_parameter_gets_a_gradient(model):
-    """No unused backbone parameters (DDP would need ``find_unused_parameters``), and the form's own
-    modules (the output norms; for 'det', h_proj on the Overview context) learn from the task loss."""
+def _every_backbone_parameter_gets_a_gradient(model, extra=()):
+    """No unused backbone parameters (DDP would need ``find_unused_parameters``), and the dense form's
+    own modules (its output norms, the family record's ``output_norms``; ``extra`` name prefixes, e.g.
+    OverLoCK's h_proj) learn from the task loss."""
     named = dict(model.backbone.named_parameters())
     assert not [n for n, p in named.items() if p.grad is None]
+    norms = re.compile(FAMILIES[family_of(model.backbone.model_name)].dense.output_norms)
     extras = {
-        n: p for n, p in named.items() if n.startswith(("model.model.extra_norm.", "model.model.h_proj."))
+        n: p
+        for n, p in named.items()
+        if norms.match(n.removeprefix("model.model."))
+        or n.startswith(tuple(f"model.model.{e}" for e in extra))
     }
     assert extras and not [n for n, p in extras.items() if not p.grad.abs().sum() > 0]
 
@@ -435,7 +440,7 @@ def test_mask_rcnn_overlock_trains_a_few_steps():
     model.init_weights()
     assert model.backbone.out_channels == tuple(_TINY_OVERLOCK_WIDTHS)
     losses = _steps(model, _det_batch(masks=True))
-    _every_backbone_parameter_gets_a_gradient(model)
+    _every_backbone_parameter_gets_a_gradient(model, extra=("h_proj.",))
     assert losses[-1] < 0.9 * losses[0], losses
 
 
@@ -590,6 +595,102 @@ def test_plain_vit_detector_through_a_pyramid_neck():
     assert [tuple(f.shape[-2:]) for f in feats] == [(12, 16), (6, 8), (3, 4), (2, 2), (1, 1)]
     losses = _steps(model, _det_batch(), n=2)
     assert all(math.isfinite(v) for v in losses)
+
+
+# MALA with one block per stage and narrow widths (head_dim 16: RoPE needs a multiple of 4).
+_TINY_MALA = dict(depths=(1, 1, 1, 1), embed_dims=(16, 32, 32, 64), num_heads=(1, 2, 2, 4))
+
+
+def _tiny_mala(backbone_cfg):
+    backbone_cfg.update(model_name="mala_t", pretrained=False, drop_path_rate=0.0, **_TINY_MALA)
+
+
+def test_mask_rcnn_mala_trains_a_few_steps():
+    """configs/det/mask-rcnn_mala_t_fpn_1x_coco.py with a tiny MALA (det form: LayerNorm'd stage
+    outputs), narrow neck and heads."""
+    model_cfg = Config.fromfile(ROOT / "configs/det/mask-rcnn_mala_t_fpn_1x_coco.py").model
+    assert model_cfg.backbone.dense_form == "det"
+    _tiny_mala(model_cfg.backbone)
+    widths = list(_TINY_MALA["embed_dims"])
+    model_cfg.neck.update(in_channels=widths, out_channels=32)
+    model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
+    roi = model_cfg.roi_head
+    roi.bbox_roi_extractor.update(out_channels=32)
+    roi.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=3)
+    roi.mask_roi_extractor.update(out_channels=32)
+    roi.mask_head.update(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)
+    torch.manual_seed(0)
+    model = _build("mmdet", model_cfg)
+    model.init_weights()
+    assert model.backbone.out_channels == tuple(widths)
+    losses = _steps(model, _det_batch(masks=True))
+    _every_backbone_parameter_gets_a_gradient(model)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_semantic_fpn_mala_trains_a_few_steps():
+    """configs/seg/fpn_mala_t_512x512_80k_ade20k.py (Semantic FPN) with a tiny MALA (seg form), plain BN
+    for the head's SyncBN, 64 x 96 inputs."""
+    model_cfg = Config.fromfile(ROOT / "configs/seg/fpn_mala_t_512x512_80k_ade20k.py").model
+    assert model_cfg.backbone.dense_form == "seg"
+    _tiny_mala(model_cfg.backbone)
+    model_cfg.data_preprocessor.update(size=(64, 96))
+    model_cfg.neck.update(in_channels=list(_TINY_MALA["embed_dims"]), out_channels=32)
+    model_cfg.decode_head.update(
+        in_channels=[32] * 4, channels=16, num_classes=4, norm_cfg=dict(type="BN", requires_grad=True)
+    )
+    torch.manual_seed(0)
+    model = _build("mmseg", model_cfg)
+    model.init_weights()
+    losses = _steps(model, _seg_batch(), lr=0.05)
+    _every_backbone_parameter_gets_a_gradient(model)
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILY_NAMES if FAMILIES[f].dense.output_norms])
+def test_dense_form_output_norms_freeze_with_their_stage(family):
+    """frozen_stages=k freezes a dense form's output norms of stages < k (mmdet's Swin rule; a norm
+    numbered beyond the last stage goes with the last), for every family whose record declares them."""
+    layout = FAMILIES[family].dense
+    name, form = _smallest(family), next(iter(layout.forms))
+    pattern = re.compile(layout.output_norms)
+    n_stages = len(_backbone(model_name=name, dense_form=form).out_indices)
+    for k in (1, n_stages):
+        backbone = _backbone(model_name=name, dense_form=form, frozen_stages=k)
+        norms = {
+            n: min(int(m[1]), n_stages - 1)
+            for n, _ in backbone.named_parameters()
+            if (m := pattern.match(n.removeprefix("model.model.")))
+        }
+        assert norms, f"{name} {form}: no output norms"
+        frozen = _frozen(backbone)
+        assert {n for n, stage in norms.items() if stage < k} == set(norms) & frozen, (k, frozen)
+
+
+# The official MALA configs' drop_path_rate (detect/configs/MALA/* and segmentation/configs/MALA/*).
+_MALA_DROP_PATH = dict(t=0.1, s=0.15, b=0.4, l=0.55)
+
+
+def test_mala_configs_match_the_backbone_and_the_official_settings():
+    """Every MALA config (the S / B / L builds are in the slow tier) loads, feeds its neck / heads the
+    variant's widths and keeps the official drop_path_rate."""
+    from attnzoo.backbones.mala import _VARIANTS
+
+    paths = [p for p in CONFIGS if "_mala_" in p.name]
+    assert len(paths) == 19
+    for path in paths:
+        cfg = Config.fromfile(path)
+        backbone = cfg.model.backbone
+        size = backbone.model_name.removeprefix("mala_")
+        widths = list(_VARIANTS[size]["embed_dims"])
+        assert backbone.dense_form == {"mmdet": "det", "mmseg": "seg"}[cfg.default_scope], path.name
+        assert backbone.drop_path_rate == _MALA_DROP_PATH[size], path.name
+        assert backbone.pretrained is True and tuple(backbone.out_indices) == (0, 1, 2, 3), path.name
+        if "neck" in cfg.model and "in_channels" in cfg.model.neck:
+            assert cfg.model.neck.in_channels == widths, path.name
+        if "decode_head" in cfg.model and cfg.model.decode_head.type == "UPerHead":
+            assert cfg.model.decode_head.in_channels == widths, path.name
+            assert cfg.model.auxiliary_head.in_channels == widths[2], path.name
 
 
 # ------------------------------------------------------------------------------------------ configs
