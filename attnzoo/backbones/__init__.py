@@ -10,6 +10,8 @@ from attnzoo.backbones import (  # noqa: F401
     convit,
     halonet,
     infvit,
+    inline_pvt,
+    inline_swin,
     karat,
     mala,
     overlock,

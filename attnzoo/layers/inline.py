@@ -35,6 +35,7 @@ register_notrace_function(linear_attention)
 _KERNEL_FUNCS = {"identity": None, "relu": F.relu, "leakyrelu": F.leaky_relu, "exp": None}
 
 
+@register_notrace_function  # checks shapes and picks a kernel: torch.fx keeps it as one call
 def injective_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """Injective linear attention on ``[..., N, D]`` q, k and ``[..., N, Dv]`` v (no local residual)."""
     return linear_attention(q, k, v, kind="inline", scale=scale)
