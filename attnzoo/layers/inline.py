@@ -30,17 +30,22 @@ from attnzoo.kernels.linear_attention import linear_attention
 
 __all__ = ["InjectiveLinearAttention", "LocalResidual", "apply_local_kernels", "injective_attention"]
 
+# torch.fx keeps these as single calls, also when a subclass's forward (another module's globals)
+# reaches them through this module's code: ``torch.fx.wrap`` patches this module's globals while tracing.
 register_notrace_function(linear_attention)
+torch.fx.wrap("linear_attention")
 
 _KERNEL_FUNCS = {"identity": None, "relu": F.relu, "leakyrelu": F.leaky_relu, "exp": None}
 
 
+@torch.fx.wrap
 @register_notrace_function  # checks shapes and picks a kernel: torch.fx keeps it as one call
 def injective_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """Injective linear attention on ``[..., N, D]`` q, k and ``[..., N, Dv]`` v (no local residual)."""
     return linear_attention(q, k, v, kind="inline", scale=scale)
 
 
+@torch.fx.wrap
 @register_notrace_function  # slices by the map size: torch.fx keeps it as one call
 def apply_local_kernels(v: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """``v`` (``[B, C, H, W]``) convolved (cross-correlation, zero padding 1) with one 3x3 kernel per
