@@ -10,6 +10,7 @@ from attnzoo.backbones import (  # noqa: F401
     convit,
     halonet,
     infvit,
+    inline_cswin,
     inline_deit,
     inline_pvt,
     inline_swin,

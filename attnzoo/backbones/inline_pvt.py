@@ -66,6 +66,7 @@ __all__ = [
     "convert_inline_pvt",
 ]
 
+
 @register_notrace_function  # branches on the map size: torch.fx keeps it as one call
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad a ``(B, C, H, W)`` map at the bottom / right to multiples of ``multiple``."""
