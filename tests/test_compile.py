@@ -11,16 +11,19 @@ import timm
 import torch
 
 from attnzoo.zoo.facts import smallest_variant_per_family
+from tests.helpers.shallow import shallow_kwargs
 
 # The smallest model of each family, plus InfViT's pure mode (another attention graph).
 MODELS = sorted({*smallest_variant_per_family(), "infvit_pure_tiny_patch16_224"})
 
 
+@pytest.mark.parametrize("depth", ["shallow", pytest.param("full", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", MODELS)
-def test_fullgraph_compile_matches_eager(name: str) -> None:
+def test_fullgraph_compile_matches_eager(name: str, depth: str) -> None:
+    """Default tier: each model's shallow build (tests/helpers/shallow.py); slow tier: the full model."""
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = timm.create_model(name, num_classes=5)
+    model = timm.create_model(name, num_classes=5, **(shallow_kwargs(name) if depth == "shallow" else {}))
     x = torch.randn(2, 3, 64, 80)
     params = [p for p in model.parameters() if p.requires_grad]  # Sparsifiner's predictors are frozen
     eager = model(x)

@@ -10,6 +10,7 @@ import torch
 from attnzoo.cli import main
 from attnzoo.zoo.export import check_rtol, export_onnx
 from attnzoo.zoo.facts import create_for_size, smallest_variant_per_family
+from tests.helpers.shallow import shallow_kwargs
 
 EXPORT_SIZE = 96  # small, and not the training size: position embeddings must resample in the graph
 # The smallest model of each family, plus models whose attention is a different graph in the same
@@ -17,11 +18,13 @@ EXPORT_SIZE = 96  # small, and not the training size: position embeddings must r
 EXPORTED = sorted({*smallest_variant_per_family(), "infvit_pure_tiny_patch16_224"})
 
 
+@pytest.mark.parametrize("depth", ["shallow", pytest.param("full", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", EXPORTED)
-def test_export_matches_onnxruntime_at_other_batches(name, tmp_path):
+def test_export_matches_onnxruntime_at_other_batches(name, depth, tmp_path):
+    """Default tier: each model's shallow build (tests/helpers/shallow.py); slow tier: the full model."""
     path = tmp_path / f"{name}.onnx"
     torch.manual_seed(0)
-    model = create_for_size(name, EXPORT_SIZE)
+    model = create_for_size(name, EXPORT_SIZE, **(shallow_kwargs(name) if depth == "shallow" else {}))
     report = export_onnx(model, path, img_size=EXPORT_SIZE)
     assert path.is_file() and report.path == path
     assert report.check_batch != 2, "the check must use a batch other than the traced one"
