@@ -56,7 +56,6 @@ from timm.layers import (
     LayerNorm2d,
     Mlp,
     calculate_drop_path_rates,
-    register_notrace_function,
     register_notrace_module,
     trunc_normal_,
 )
@@ -68,6 +67,7 @@ from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.kernels.linear_attention import linear_attention
 from attnzoo.layers.inline import LocalResidual, apply_local_kernels, injective_attention
+from attnzoo.layers.padding import pad_to_multiple
 
 __all__ = [
     "CSWinBlock",
@@ -286,13 +286,6 @@ class CSWinBlock(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-@register_notrace_function  # the padding follows the image size: torch.fx keeps it as one call
-def pad_image_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad a ``[B, C, H, W]`` batch at the bottom / right to multiples of ``multiple``."""
-    pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
-
-
 class _ConvEmbed(nn.Sequential):
     """Conv 7x7 stride 4 (padding 2) -> LayerNorm over channels (official ``stage1_conv_embed``: keys
     ``0`` and ``2``; its ``1`` is a parameter-free token rearrange). Pads the image to a multiple of 4
@@ -305,7 +298,7 @@ class _ConvEmbed(nn.Sequential):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(pad_image_to_multiple(x, 4))
+        return super().forward(pad_to_multiple(x, 4))
 
 
 class MergeBlock(nn.Module):

@@ -57,6 +57,7 @@ from attnzoo.backbones._convert import StateDict, detector_backbone, model_tenso
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.inline import LocalResidual, apply_local_kernels, injective_attention
+from attnzoo.layers.padding import pad_to_multiple
 
 __all__ = [
     "InLinePVT",
@@ -65,13 +66,6 @@ __all__ = [
     "SpatialReductionAttention",
     "convert_inline_pvt",
 ]
-
-
-@register_notrace_function  # branches on the map size: torch.fx keeps it as one call
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad a ``(B, C, H, W)`` map at the bottom / right to multiples of ``multiple``."""
-    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 @register_notrace_function  # built from the map size: torch.fx keeps it as one call

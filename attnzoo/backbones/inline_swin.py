@@ -59,7 +59,6 @@ from timm.layers import (
     LayerNorm2d,
     Mlp,
     calculate_drop_path_rates,
-    register_notrace_function,
     register_notrace_module,
     trunc_normal_,
 )
@@ -70,6 +69,7 @@ from attnzoo.backbones._convert import StateDict, detector_backbone, model_tenso
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.inline import InjectiveLinearAttention
+from attnzoo.layers.padding import pad_to_multiple
 
 __all__ = [
     "InLineSwin",
@@ -156,13 +156,6 @@ def _merge(windows: torch.Tensor, window: tuple[int, int], size: tuple[int, int]
     c = windows.shape[-1]
     x = windows.reshape(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
-
-
-@register_notrace_function  # branches on the map size: torch.fx keeps it as one call
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """A channels-first map zero-padded bottom / right to whole multiples of ``multiple``."""
-    pad_h, pad_w = -x.shape[-2] % multiple, -x.shape[-1] % multiple
-    return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
 # ----------------------------------------------------------------------------- modules
