@@ -1,8 +1,9 @@
 """One record per model family, declared once in its backbone module.
 
 A :class:`Family` holds what attnzoo knows about a family as a whole: the paper, the official code
-and its licence, the checkpoint converter, the pretrained-cfg fields its variants share, official
-release files, and the parity goldens that check it. The backbone module writes its entry points out
+and its licence, the checkpoint converter, the pretrained-cfg fields its variants share, the release
+manifest of its weights (one :class:`attnzoo.weights.Weights` per model and tag, from which timm's
+pretrained cfgs are generated), and the parity goldens that check it. The backbone module writes its entry points out
 with timm's ``@register_model`` (so ``grep register_model`` finds every model) and builds each variant
 with :meth:`Family.build`; the family's models are the entry points that module registers, so no
 side table lists them again.
@@ -27,15 +28,18 @@ from timm.models import build_model_with_cfg, generate_default_cfgs
 
 from attnzoo._timm import registered_models
 from attnzoo.backbones._convert import StateDict
-from attnzoo.backbones._release import with_release_file
+from attnzoo.weights import Source, Weights, fetch_weights, read_state_dict
+from attnzoo.weights.manifest import REDISTRIBUTABLE_LICENSES, hub_repo_id
 
 __all__ = [
     "FAMILIES",
     "Converter",
     "DenseLayout",
     "Family",
+    "Source",
     "StateDict",
     "UnknownModelError",
+    "Weights",
     "family_of",
     "register_family",
 ]
@@ -111,13 +115,16 @@ class Family:
         name: the family's name in ``attnzoo list`` (``'biformer'``).
         module: the backbone module whose ``@register_model`` entry points are the family's models.
         paper: paper title; ``paper_ids``: its arXiv id(s); ``repo``: the official code.
-        license: licence of the official code / weights (a Hub licence id, e.g. ``'mit'``).
+        license: licence of the official code / weights (a Hub licence id, e.g. ``'mit'``; ``'unknown'``
+            when the official repository has none: such weights are linked, never re-hosted).
+        citation: the paper's BibTeX entry (model cards).
         converter: official checkpoint -> attnzoo state dict (also timm's ``pretrained_filter_fn``).
         dense: how its models serve as detection / segmentation backbones (:class:`DenseLayout`).
         cfg: the pretrained-cfg fields every variant shares where they differ from timm's
             ``PretrainedCfg`` defaults (224 px, ImageNet mean / std, bicubic, crop 0.875, 1000 classes).
-        releases: variant -> official release URL whose file name says nothing (downloaded under the
-            variant's own name, see :mod:`attnzoo.backbones._release`).
+        weights: the release manifest: one record per model and pretrained tag (every registered
+            model has at least one; ``'untrained'`` for a model without released weights). The first
+            record of a model is its default tag. timm's ``default_cfgs`` come from :meth:`default_cfgs`.
         goldens: parity golden (file stem in tests/data) -> the model it checks.
         dense_goldens: parity golden of an official dense backbone -> (model, ``dense.forms`` entry):
             its four feature maps, checked through ``forward_intermediates``.
@@ -132,8 +139,10 @@ class Family:
     license: str
     converter: Converter
     dense: DenseLayout
+    citation: str = ""
     cfg: Mapping[str, Any] = field(default_factory=dict)
-    releases: Mapping[str, str] = field(default_factory=dict)
+    weights: tuple[Weights, ...] = ()
+    releases: Mapping[str, str] = field(default_factory=dict)  # MIGRATION-ONLY
     goldens: Mapping[str, str] = field(default_factory=dict)
     dense_goldens: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     feature_cfg: Mapping[str, Any] = field(default_factory=lambda: {"feature_cls": "getter"})
@@ -153,17 +162,48 @@ class Family:
             **fields,
         }
 
-    def default_cfgs(self, cfgs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        """timm's ``default_cfgs`` for ``{'model.tag': fields}``, each on top of :meth:`pretrained_cfg`."""
-        return generate_default_cfgs({tag: self.pretrained_cfg(**fields) for tag, fields in cfgs.items()})
+    def rehosts(self, weights: Weights) -> bool:
+        """Whether attnzoo publishes (and loads first) a converted copy of ``weights`` on the Hub: the
+        licence allows it and the official weights are not on the Hub already."""
+        return self.license in REDISTRIBUTABLE_LICENSES and weights.released and weights.official_hub is None
+
+    def weights_for(self, model: str, tag: str | None = None) -> Weights | None:
+        """The manifest record of ``model.tag`` (``tag=None``: the model's default, its first record)."""
+        return next((w for w in self.weights if w.model == model and tag in (None, w.tag)), None)
+
+    def tag_cfg(self, weights: Weights) -> dict[str, Any]:
+        """The pretrained cfg of one manifest record: its sources, numbers and notes on the family's."""
+        fields = self.pretrained_cfg(**weights.cfg)
+        size = int((fields.get("input_size") or (3, 224, 224))[-1])
+        fields["notes"] = tuple(n for n in (weights.summary(size),) if n) + weights.notes
+        if self.rehosts(weights):
+            fields["hf_hub_id"] = hub_repo_id(weights.model, weights.tag)
+        elif weights.official_hub is not None:
+            fields["hf_hub_id"] = weights.official_hub.hf_hub_id
+            if weights.official_hub.filename:
+                fields["hf_hub_filename"] = weights.official_hub.filename
+        fields["url"] = weights.official_url.url if weights.official_url is not None else ""
+        return fields
+
+    def default_cfgs(self, legacy: Any = None) -> dict[str, Any]:
+        """timm's ``default_cfgs`` for the family, generated from its release manifest."""
+        if legacy is not None:  # MIGRATION-ONLY: removed once every family declares weights
+            return generate_default_cfgs({t: self.pretrained_cfg(**f) for t, f in legacy.items()})
+        return generate_default_cfgs({w.name: self.tag_cfg(w) for w in self.weights})
 
     def build(self, model_cls: type[torch.nn.Module], variant: str, pretrained: bool = False, **kwargs: Any):
-        """``build_model_with_cfg`` with the family's converter, feature cfg and release downloads."""
+        """``build_model_with_cfg`` with the family's converter, feature cfg and weight sources.
+
+        With ``pretrained=True`` and no source of the caller's own, the weights come from
+        :func:`attnzoo.weights.fetch_weights` (attnzoo's Hub copy, then the official sources) and are
+        read through :func:`attnzoo.weights.read_state_dict` before timm loads them.
+        """
         feature_cfg = dict(self.feature_cfg)
         if "out_indices" in kwargs:
             feature_cfg["out_indices"] = kwargs.pop("out_indices")
-        kwargs = with_release_file(variant, pretrained, self.releases, kwargs)
-        return build_model_with_cfg(
+        if pretrained:
+            kwargs = self._with_fetched_weights(variant, kwargs)
+        model = build_model_with_cfg(
             model_cls,
             variant,
             pretrained,
@@ -171,6 +211,34 @@ class Family:
             feature_cfg=feature_cfg,
             **kwargs,
         )
+        for module in model.modules():  # the loaded tensors must not live on in the cfg
+            for cfg in (getattr(module, "pretrained_cfg", None), getattr(module, "default_cfg", None)):
+                if isinstance(cfg, dict):
+                    cfg.pop("state_dict", None)
+        return model
+
+    def _with_fetched_weights(self, variant: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        cfg = kwargs.get("pretrained_cfg")
+        overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+        if (cfg is not None and not isinstance(cfg, str)) or any(overlay.get(k) for k in _SOURCE_KEYS):
+            return kwargs  # the caller's own cfg (e.g. timm's hf-hub: path) or file / URL / Hub id
+        weights = self.weights_for(variant, cfg)
+        if weights is None:
+            return kwargs  # an unknown tag: timm names it
+        path, _ = fetch_weights(weights, self.rehosts(weights))
+        overlay.update(file=str(path), state_dict=_Borrowed(read_state_dict(path)))
+        return {**kwargs, "pretrained_cfg_overlay": overlay}
+
+
+_SOURCE_KEYS = ("file", "state_dict", "url", "hf_hub_id")
+
+
+class _Borrowed(dict):
+    """A state dict handed to timm through the pretrained cfg: cfg copies share it instead of copying
+    every tensor, and :meth:`Family.build` drops it from the cfgs once the model has loaded it."""
+
+    def __deepcopy__(self, memo: dict) -> _Borrowed:
+        return self
 
 
 FAMILIES: dict[str, Family] = {}

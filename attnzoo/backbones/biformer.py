@@ -19,7 +19,7 @@ from timm.models import register_model
 from torch import nn
 
 from attnzoo.backbones._convert import StateDict, model_tensors, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 
@@ -194,19 +194,35 @@ FAMILY = register_family(
         paper_ids="arXiv:2303.08810",
         repo="https://github.com/rayleizhu/BiFormer",
         license="mit",
+        citation="""@inproceedings{zhu2023biformer,
+  title={BiFormer: Vision Transformer with Bi-Level Routing Attention},
+  author={Zhu, Lei and Wang, Xinjiang and Ke, Zhanghan and Zhang, Wayne and Lau, Rynson},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year={2023}
+}""",
         converter=convert_biformer,
         cfg=dict(
             pool_size=(7, 7),
             first_conv="downsample_layers.0.0",
             classifier="head",
         ),
-        # The official README's release links (OneDrive). All three end in ".../root/content", so they
-        # are downloaded under the variant's name (attnzoo.backbones._release), not timm's URL cache name.
-        releases={
-            "biformer_tiny": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHEOoGkgwgQzEDlM/root/content",
-            "biformer_small": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHDyM-x9KWRBZ832/root/content",
-            "biformer_base": "https://api.onedrive.com/v1.0/shares/s!AkBbczdRlZvChHI_XPhoadjaNxtO/root/content",
-        },
+        weights=tuple(
+            Weights(
+                model,
+                "in1k",
+                # The official README's release links (OneDrive); they all end in ".../root/content",
+                # so attnzoo.weights.fetch caches them under the model's own name.
+                (Source(url=f"https://api.onedrive.com/v1.0/shares/{share}/root/content"),),
+                top1=top1,
+                params_m=params_m,
+                gflops=gflops,
+            )
+            for model, share, top1, params_m, gflops in (
+                ("biformer_tiny", "s!AkBbczdRlZvChHEOoGkgwgQzEDlM", 81.4, 13.1, 2.2),
+                ("biformer_small", "s!AkBbczdRlZvChHDyM-x9KWRBZ832", 83.8, 25.5, 4.5),
+                ("biformer_base", "s!AkBbczdRlZvChHI_XPhoadjaNxtO", 84.3, 56.8, 9.8),
+            )
+        ),
         goldens={"biformer_tiny": "biformer_tiny", "biformer_small": "biformer_small"},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         # The official stem is downsample_layers.0; downsample_layers.i (i > 0) opens stage i.
@@ -220,21 +236,7 @@ FAMILY = register_family(
 )
 
 
-def _release(name: str, top1: float, params_m: float, gflops: float) -> dict[str, Any]:
-    notes = (
-        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs "
-        "(official README)"
-    )
-    return dict(url=FAMILY.releases[name], notes=(notes,))
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "biformer_tiny.in1k": _release("biformer_tiny", 81.4, 13.1, 2.2),
-        "biformer_small.in1k": _release("biformer_small", 83.8, 25.5, 4.5),
-        "biformer_base.in1k": _release("biformer_base", 84.3, 56.8, 9.8),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 _COMMON = dict(head_dim=32, n_win=7, topks=(1, 4, 16, -2), mlp_ratios=(3, 3, 3, 3), side_dwconv=5)
 
