@@ -29,11 +29,14 @@ from tqdm.auto import tqdm
 from attnzoo.weights.manifest import Source, Weights, hub_repo_id
 
 __all__ = [
+    "Candidate",
     "PretrainedUnavailableError",
+    "SourceUnavailable",
     "candidate_sources",
     "download_timeout",
     "fetch_source",
     "fetch_weights",
+    "file_sha256",
     "url_cache_path",
 ]
 
@@ -67,7 +70,11 @@ def _offline() -> bool:
 
 def candidate_sources(weights: Weights, rehosted: bool) -> list[Candidate]:
     """attnzoo's Hub copy first (when the family re-hosts this tag), then the official sources."""
-    out = [Candidate(Source(hf_hub_id=hub_repo_id(weights.model, weights.tag)), converted=True)] if rehosted else []
+    out = (
+        [Candidate(Source(hf_hub_id=hub_repo_id(weights.model, weights.tag)), converted=True)]
+        if rehosted
+        else []
+    )
     return out + [Candidate(s) for s in weights.sources]
 
 
@@ -77,7 +84,8 @@ def url_cache_path(weights: Weights, source: Source) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / f"{weights.name}{suffix}"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -93,7 +101,7 @@ def _check_file(path: Path, source: Source) -> None:
         raise SourceUnavailable(f"{path} is empty")
     if head[:1] == b"<" or head[:9].lower() == b"<!doctype":
         raise SourceUnavailable(f"the server sent an HTML page, not a checkpoint ({path})")
-    if source.sha256 and _sha256(path) != source.sha256.lower():
+    if source.sha256 and file_sha256(path) != source.sha256.lower():
         raise SourceUnavailable(f"{path} does not have the release's SHA-256 {source.sha256}")
 
 
@@ -111,7 +119,10 @@ def _fetch_url(weights: Weights, source: Source, progress: bool) -> Path:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     request = urllib.request.Request(source.url, headers={"User-Agent": "attnzoo"})
     try:
-        with urllib.request.urlopen(request, timeout=download_timeout()) as response, partial.open("wb") as out:
+        with (
+            urllib.request.urlopen(request, timeout=download_timeout()) as response,
+            partial.open("wb") as out,
+        ):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=weights.name, disable=not progress) as bar:
                 while chunk := response.read(1 << 20):
@@ -172,4 +183,3 @@ def fetch_weights(weights: Weights, rehosted: bool, progress: bool = True) -> tu
         + f"\nDownload one of them yourself and pass it: timm.create_model('{weights.model}', "
         "pretrained=True, pretrained_cfg_overlay=dict(file='path/to/file'))"
     )
-

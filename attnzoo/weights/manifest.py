@@ -31,7 +31,16 @@ DEFAULT_HUB_ORG = "attnzoo"
 # Hub licence ids whose terms allow re-publishing the weights with attribution (the copy keeps the
 # licence). Anything else ("unknown", "other", a licence that forbids redistribution) is linked only.
 REDISTRIBUTABLE_LICENSES = frozenset(
-    ("mit", "apache-2.0", "bsd-2-clause", "bsd-3-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0")
+    (
+        "mit",
+        "apache-2.0",
+        "bsd-2-clause",
+        "bsd-3-clause",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-4.0",
+        "cc-by-nc-sa-4.0",
+    )
 )
 
 
