@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from timm.models import _registry
 from timm.models._features import FeatureGetterNet, feature_take_indices
-from timm.models._hub import download_cached_file, generate_readme, save_for_hf
+from timm.models._hub import generate_readme, save_for_hf
 from timm.models.byoanet import model_cfgs as byoanet_model_cfgs
 
 __all__ = [
     "FeatureGetterNet",
     "byoanet_model_cfgs",
-    "download_cached_file",
     "feature_take_indices",
     "generate_readme",
     "registered_models",

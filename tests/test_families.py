@@ -35,7 +35,8 @@ def test_record_is_complete(record):
         assert family_of(name) is record
         cfg = timm.models.get_pretrained_cfg(name)
         assert (cfg.license, cfg.paper_ids, cfg.origin_url) == (record.license, record.paper_ids, record.repo)
-    assert set(record.releases) <= set(record.models())
+    assert {w.model for w in record.weights} == set(record.models()), "a manifest entry per model"
+    assert record.citation.lstrip().startswith("@"), f"{record.name}: no BibTeX citation"
     for golden, model in record.goldens.items():
         assert model in record.models() and (DATA / f"{golden}.json").is_file()
 

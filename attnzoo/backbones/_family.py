@@ -142,7 +142,6 @@ class Family:
     citation: str = ""
     cfg: Mapping[str, Any] = field(default_factory=dict)
     weights: tuple[Weights, ...] = ()
-    releases: Mapping[str, str] = field(default_factory=dict)  # MIGRATION-ONLY
     goldens: Mapping[str, str] = field(default_factory=dict)
     dense_goldens: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     feature_cfg: Mapping[str, Any] = field(default_factory=lambda: {"feature_cls": "getter"})
@@ -185,10 +184,8 @@ class Family:
         fields["url"] = weights.official_url.url if weights.official_url is not None else ""
         return fields
 
-    def default_cfgs(self, legacy: Any = None) -> dict[str, Any]:
+    def default_cfgs(self) -> dict[str, Any]:
         """timm's ``default_cfgs`` for the family, generated from its release manifest."""
-        if legacy is not None:  # MIGRATION-ONLY: removed once every family declares weights
-            return generate_default_cfgs({t: self.pretrained_cfg(**f) for t, f in legacy.items()})
         return generate_default_cfgs({w.name: self.tag_cfg(w) for w in self.weights})
 
     def build(self, model_cls: type[torch.nn.Module], variant: str, pretrained: bool = False, **kwargs: Any):

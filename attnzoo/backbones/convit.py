@@ -24,7 +24,7 @@ from torch import nn
 from attnzoo._timm import feature_take_indices
 from attnzoo.backbones._checks import check_output_fmt
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 
@@ -186,10 +186,31 @@ FAMILY = register_family(
         paper_ids="arXiv:2103.10697",
         repo="https://github.com/facebookresearch/convit",
         license="apache-2.0",
+        citation="""@article{d2021convit,
+  title={ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases},
+  author={d'Ascoli, St{\\'e}phane and Touvron, Hugo and Leavitt, Matthew and Morcos, Ari and
+          Biroli, Giulio and Sagun, Levent},
+  journal={arXiv preprint arXiv:2103.10697},
+  year={2021}
+}""",
         converter=convert_convit,
         cfg=dict(
             first_conv="patch_embed.proj",
             classifier="head",
+        ),
+        weights=tuple(
+            Weights(
+                f"az_{model}",
+                "fb_in1k",
+                # timm's Hub repos hold the official weights as safetensors; the official release second.
+                (
+                    Source(hf_hub_id=f"timm/{model}.fb_in1k"),
+                    Source(url=f"https://dl.fbaipublicfiles.com/convit/{model}.pth"),
+                ),
+                top1=top1,
+                reported_by="paper / official release",
+            )
+            for model, top1 in (("convit_tiny", 73.1), ("convit_small", 81.3), ("convit_base", 82.4))
         ),
         goldens={"convit_tiny": "az_convit_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=3),
@@ -198,21 +219,7 @@ FAMILY = register_family(
 )
 
 
-def _release(name: str, top1: float) -> dict[str, Any]:
-    return dict(
-        url=f"https://dl.fbaipublicfiles.com/convit/{name}.pth",
-        hf_hub_id=f"timm/{name}.fb_in1k",
-        notes=(f"original ImageNet-1k top-1 {top1:.1f} at 224px (paper / official release)",),
-    )
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "az_convit_tiny.fb_in1k": _release("convit_tiny", 73.1),
-        "az_convit_small.fb_in1k": _release("convit_small", 81.3),
-        "az_convit_base.fb_in1k": _release("convit_base", 82.4),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 def _create(variant: str, pretrained: bool, heads: int, **kwargs: Any) -> ConViT:

@@ -18,7 +18,7 @@ from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
 
 from attnzoo._timm import byoanet_model_cfgs as timm_byoa_cfgs
 from attnzoo.backbones._convert import StateDict, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.layers import HaloAttention
 
 __all__ = ["HaloNet", "convert_halonet"]
@@ -134,6 +134,8 @@ def convert_halonet(state_dict: StateDict, model: torch.nn.Module | None = None)
     return verify_against_model(dict(state_dict), model)
 
 
+_TIMM_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/"
+
 FAMILY = register_family(
     Family(
         name="halonet",
@@ -142,14 +144,50 @@ FAMILY = register_family(
         paper_ids="arXiv:2103.12731",
         repo="https://github.com/huggingface/pytorch-image-models",
         license="apache-2.0",
+        citation="""@inproceedings{vaswani2021scaling,
+  title={Scaling Local Self-Attention for Parameter Efficient Visual Backbones},
+  author={Vaswani, Ashish and Ramachandran, Prajit and Srinivas, Aravind and Parmar, Niki and
+          Hechtman, Blake and Shlens, Jonathon},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages={12894--12904},
+  year={2021}
+}""",
         converter=convert_halonet,
         cfg=dict(
-            url="",
             input_size=(3, 256, 256),
             pool_size=(8, 8),
             crop_pct=0.94,
             first_conv="stem.conv1.conv",
             classifier="head.fc",
+        ),
+        weights=(
+            # timm's releases: its Hub repos hold them as safetensors, its GitHub release as the original.
+            *(
+                Weights(
+                    f"az_{model}",
+                    tag,
+                    (Source(hf_hub_id=f"timm/{model}.{tag}"), Source(url=_TIMM_RELEASE + file)),
+                    top1=top1,
+                    reported_by="timm",
+                    cfg=cfg,
+                )
+                for model, tag, file, top1, cfg in (
+                    ("halonet26t", "a1h_in1k", "halonet26t_a1h_256-3083328c.pth", 79.13, dict(crop_pct=0.95)),
+                    ("sehalonet33ts", "ra2_in1k", "sehalonet33ts_256-87e053f9.pth", 80.99, {}),
+                    ("halonet50ts", "a1h_in1k", "halonet50ts_a1h2_256-f3a3daee.pth", 81.70, {}),
+                    ("eca_halonext26ts", "c1_in1k", "eca_halonext26ts_c_256-06906299.pth", 79.50, {}),
+                )
+            ),
+            # The paper's H-series, evaluated at its train / test size.
+            *(
+                Weights(
+                    f"az_halonet_{h}",
+                    "untrained",
+                    cfg=dict(input_size=(3, size, size), pool_size=(size // 32, size // 32), crop_pct=1.0),
+                    notes=("no weights released: the paper's H-series has no official code or checkpoints",),
+                )
+                for h, (*_, size) in PAPER_VARIANTS.items()
+            ),
         ),
         goldens={"halonet26t": "az_halonet26t"},
         feature_cfg=dict(flatten_sequential=True),
@@ -169,35 +207,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> HaloNet:
     return FAMILY.build(HaloNet, variant, pretrained, model_cfg=MODEL_CFGS[variant], **kwargs)
 
 
-_RELEASE = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-attn-weights/"
-
-
-def _timm_release(file: str, hub: str, top1: float, **kwargs: Any) -> dict[str, Any]:
-    notes = (f"original ImageNet-1k top-1 {top1:.2f} at 256px (timm)",)
-    return dict(url=_RELEASE + file, hf_hub_id=f"timm/{hub}", notes=notes, **kwargs)
-
-
-def _paper_untrained(size: int) -> dict[str, Any]:
-    return dict(input_size=(3, size, size), pool_size=(size // 32, size // 32), crop_pct=1.0)
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "az_halonet26t.a1h_in1k": _timm_release(
-            "halonet26t_a1h_256-3083328c.pth", "halonet26t.a1h_in1k", 79.13, crop_pct=0.95
-        ),
-        "az_sehalonet33ts.ra2_in1k": _timm_release(
-            "sehalonet33ts_256-87e053f9.pth", "sehalonet33ts.ra2_in1k", 80.99
-        ),
-        "az_halonet50ts.a1h_in1k": _timm_release(
-            "halonet50ts_a1h2_256-f3a3daee.pth", "halonet50ts.a1h_in1k", 81.70
-        ),
-        "az_eca_halonext26ts.c1_in1k": _timm_release(
-            "eca_halonext26ts_c_256-06906299.pth", "eca_halonext26ts.c1_in1k", 79.50
-        ),
-        **{f"az_halonet_{h}.untrained": _paper_untrained(spec[6]) for h, spec in PAPER_VARIANTS.items()},
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 @register_model

@@ -23,7 +23,7 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Weights, register_family
 from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.infinite_attention import InfiniteSelfAttention
 
@@ -125,6 +125,14 @@ def convert_infvit(state_dict: StateDict, model: torch.nn.Module | None = None) 
 
 
 # ----------------------------------------------------------------------------- registration
+# geometry -> (embed_dim, depth, num_heads); the 4-block models are the paper's ViT-L/16 geometry.
+_GEOMETRY = {
+    "4l": (1024, 4, 16),
+    "tiny_patch16_224": (192, 12, 3),
+    "small_patch16_224": (384, 12, 6),
+    "base_patch16_224": (768, 12, 12),
+}
+
 FAMILY = register_family(
     Family(
         name="infvit",
@@ -133,13 +141,26 @@ FAMILY = register_family(
         paper_ids="arXiv:2603.00175",
         repo="https://github.com/giorgioroffo/infinite-self-attention",
         license="mit",
+        citation="""@article{roffo2026infsa,
+  title={Self-Attention And Beyond the Infinite: Towards Linear Transformers with Infinite Self-Attention},
+  author={Roffo, Giorgio and Palmer, Luke},
+  journal={arXiv preprint arXiv:2603.00175},
+  year={2026}
+}""",
         converter=convert_infvit,
         cfg=dict(
-            url="",
-            notes=("no weights released: the official repository ships code only (tag 'untrained')",),
             crop_pct=0.9,
             first_conv="patch_embed.proj",
             classifier="head",
+        ),
+        weights=tuple(
+            Weights(
+                f"infvit_{mode}_{geometry}",
+                "untrained",
+                notes=("no weights released: the official repository ships code only",),
+            )
+            for geometry in _GEOMETRY
+            for mode in ("pure", "linear")
         ),
         goldens={"infvit_pure_4l": "infvit_pure_4l", "infvit_linear_4l": "infvit_linear_4l"},
         feature_cfg=dict(feature_cls="getter", out_indices=3),
@@ -147,16 +168,7 @@ FAMILY = register_family(
     )
 )
 
-# geometry -> (embed_dim, depth, num_heads); the 4-block models are the paper's ViT-L/16 geometry.
-_GEOMETRY = {
-    "4l": (1024, 4, 16),
-    "tiny_patch16_224": (192, 12, 3),
-    "small_patch16_224": (384, 12, 6),
-    "base_patch16_224": (768, 12, 12),
-}
-default_cfgs = FAMILY.default_cfgs(
-    {f"infvit_{mode}_{geo}.untrained": {} for geo in _GEOMETRY for mode in ("pure", "linear")}
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> InfViT:

@@ -63,8 +63,9 @@ from timm.models import register_model
 from torch import nn
 
 from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Weights, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
+from attnzoo.backbones._inline import INLINE_PAPER, inline_weights
 from attnzoo.kernels.linear_attention import linear_attention
 from attnzoo.layers.inline import LocalResidual, apply_local_kernels, injective_attention
 from attnzoo.layers.padding import pad_to_multiple
@@ -468,21 +469,31 @@ FAMILY = register_family(
     Family(
         name="inline_cswin",
         module=__name__,
-        paper="Bridging the Divide: Reconsidering Softmax and Linear Attention",
-        paper_ids="arXiv:2412.06590",
-        repo="https://github.com/LeapLabTHU/InLine",
-        # The official repository carries no licence file: its weights are linked, never re-hosted.
-        license="unknown",
+        **INLINE_PAPER,
         converter=convert_inline_cswin,
         cfg=dict(pool_size=(7, 7), crop_pct=0.9, first_conv="stage1_conv_embed.0", classifier="head"),
-        # The official README's TsinghuaCloud (Seafile) share links; ``?dl=1`` makes each a direct
-        # download (a redirect to the file). Their paths end in "/", so they are downloaded under the
-        # variant's name (attnzoo.backbones._release).
-        releases={
-            "inline_cswin_tiny": "https://cloud.tsinghua.edu.cn/f/49fa2ecc543647c4b970/?dl=1",
-            "inline_cswin_small": "https://cloud.tsinghua.edu.cn/f/59f4e65f776f4052b93c/?dl=1",
-            "inline_cswin_base": "https://cloud.tsinghua.edu.cn/f/91e17121df284ae38521/?dl=1",
-        },
+        # The README's parameter counts are larger than what the official builders build.
+        weights=(
+            *(
+                inline_weights(
+                    *release, notes=(f"the official builder, like this model, has {built_m:g} M params",)
+                )
+                for *release, built_m in (
+                    ("inline_cswin_tiny", "49fa2ecc543647c4b970", 83.2, 25, 4.3, 20.60),
+                    ("inline_cswin_small", "59f4e65f776f4052b93c", 83.8, 43, 6.8, 33.03),
+                    ("inline_cswin_base", "91e17121df284ae38521", 84.5, 96, 14.9, 73.41),
+                )
+            ),
+            Weights(
+                "inline_cswin_base_384",
+                "untrained",
+                cfg=dict(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0),
+                notes=(
+                    "no weights: the official README lists none for B at 384 "
+                    "(only cfgs/inline_cswin_b_384.yaml)",
+                ),
+            ),
+        ),
         goldens={"inline_cswin_tiny": "inline_cswin_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         # merge.i (i > 0) opens stage i (the official merge{i} runs before stage{i+1}).
@@ -495,36 +506,7 @@ FAMILY = register_family(
     )
 )
 
-_WEIGHTS_NOTE = (
-    "weights on TsinghuaCloud, linked from the official README (the repository has no licence file, so "
-    "attnzoo links them and never re-hosts them); the converter takes the checkpoint's 'model' entry"
-)
-
-
-def _release(name: str, top1: float, params_m: int, gflops: float, built_m: float) -> dict[str, Any]:
-    readme = (
-        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m}M params, {gflops} GFLOPs "
-        f"(official README; the official builder, like this model, has {built_m}M parameters)"
-    )
-    return dict(url=FAMILY.releases[name], notes=(readme, _WEIGHTS_NOTE))
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "inline_cswin_tiny.in1k": _release("inline_cswin_tiny", 83.2, 25, 4.3, 20.60),
-        "inline_cswin_small.in1k": _release("inline_cswin_small", 83.8, 43, 6.8, 33.03),
-        "inline_cswin_base.in1k": _release("inline_cswin_base", 84.5, 96, 14.9, 73.41),
-        "inline_cswin_base_384.untrained": dict(
-            input_size=(3, 384, 384),
-            pool_size=(12, 12),
-            crop_pct=1.0,
-            notes=(
-                "no weights: the official README lists none for B at 384 (only cfgs/inline_cswin_b_384.yaml; "
-                "tag 'untrained')",
-            ),
-        ),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 _VARIANTS: dict[str, dict[str, Any]] = {
     "tiny": dict(embed_dim=64, depth=(2, 4, 18, 1), num_heads=(2, 4, 8, 16)),

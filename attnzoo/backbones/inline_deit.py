@@ -50,6 +50,7 @@ from torch import nn
 
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, model_tensors, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._inline import INLINE_PAPER, inline_weights
 from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.checks import check_no_mask
 from attnzoo.layers.inline import InjectiveLinearAttention
@@ -198,23 +199,21 @@ FAMILY = register_family(
     Family(
         name="inline_deit",
         module=__name__,
-        paper="Bridging the Divide: Reconsidering Softmax and Linear Attention",
-        paper_ids="arXiv:2412.06590",
-        repo="https://github.com/LeapLabTHU/InLine",
-        # The official repository carries no licence file: its weights are linked, never re-hosted.
-        license="unknown",
+        **INLINE_PAPER,
         converter=convert_inline_deit,
         # Official eval (data/build.py): Resize((256 / 224 * s,) * 2) then CenterCrop(s), bicubic,
         # ImageNet mean / std (timm's defaults).
         cfg=dict(crop_pct=0.875, crop_mode="squash", first_conv="patch_embed.proj", classifier="head"),
-        # The official README's TsinghuaCloud (Seafile) share links with ``?dl=1``, which asks for the
-        # file itself. Their last path component is empty, so they are downloaded under the variant's
-        # name (attnzoo.backbones._release).
-        releases={
-            "inline_deit_tiny": "https://cloud.tsinghua.edu.cn/f/1d6b8191ad6d4114b291/?dl=1",
-            "inline_deit_small": "https://cloud.tsinghua.edu.cn/f/2f3898b07e9247f3beb3/?dl=1",
-            "inline_deit_base": "https://cloud.tsinghua.edu.cn/f/10bdd726d4b0435eb34e/?dl=1",
-        },
+        # Each tag is evaluated at its variant's training size (_GEOMETRY).
+        weights=tuple(
+            inline_weights(model, share, top1, params_m, gflops, cfg=dict(input_size=(3, size, size)))
+            for model, share, top1, params_m, gflops in (
+                ("inline_deit_tiny", "1d6b8191ad6d4114b291", 74.5, 6.5, 1.1),
+                ("inline_deit_small", "2f3898b07e9247f3beb3", 80.2, 16.7, 5.0),
+                ("inline_deit_base", "10bdd726d4b0435eb34e", 82.3, 23.8, 17.2),
+            )
+            for size in (_GEOMETRY[model][2],)
+        ),
         goldens={"inline_deit_tiny": "inline_deit_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=3),
         dense=DenseLayout.plain_vit(),
@@ -222,23 +221,7 @@ FAMILY = register_family(
 )
 
 
-def _release(name: str, size: int, top1: float, params_m: float, gflops: float) -> dict[str, Any]:
-    notes = (
-        f"official ImageNet-1k top-1 {top1:.1f} at {size}px, {params_m} M params, {gflops} GFLOPs "
-        "(official README)",
-        "weights: the official README's TsinghuaCloud link (a Seafile share link; '?dl=1' downloads the "
-        "file); the repository has no licence file, so attnzoo links them and never re-hosts them",
-    )
-    return dict(url=FAMILY.releases[name], input_size=(3, size, size), notes=notes)
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "inline_deit_tiny.in1k": _release("inline_deit_tiny", 224, 74.5, 6.5, 1.1),
-        "inline_deit_small.in1k": _release("inline_deit_small", 288, 80.2, 16.7, 5.0),
-        "inline_deit_base.in1k": _release("inline_deit_base", 448, 82.3, 23.8, 17.2),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> InLineDeiT:

@@ -56,6 +56,7 @@ from torch import nn
 from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
+from attnzoo.backbones._inline import INLINE_PAPER, inline_weights
 from attnzoo.layers.inline import LocalResidual, apply_local_kernels, injective_attention
 from attnzoo.layers.padding import pad_to_multiple
 
@@ -457,21 +458,19 @@ FAMILY = register_family(
     Family(
         name="inline_pvt",
         module=__name__,
-        paper="Bridging the Divide: Reconsidering Softmax and Linear Attention",
-        paper_ids="arXiv:2412.06590",
-        repo="https://github.com/LeapLabTHU/InLine",
-        # The official repository carries no licence file: its weights are linked, never re-hosted.
-        license="unknown",
+        **INLINE_PAPER,
         converter=convert_inline_pvt,
         cfg=dict(pool_size=(7, 7), first_conv="patch_embed.0.proj", classifier="head"),
-        # The official README's TsinghuaCloud (Seafile) share links with ?dl=1 (Seafile's direct
-        # download); their path ends in "/", so they are downloaded under the variant's own name.
-        releases={
-            "inline_pvt_tiny": "https://cloud.tsinghua.edu.cn/f/90ac52b1555b401eb5e6/?dl=1",
-            "inline_pvt_small": "https://cloud.tsinghua.edu.cn/f/1ab953b2479d433080a3/?dl=1",
-            "inline_pvt_medium": "https://cloud.tsinghua.edu.cn/f/a72aec31e6084bc0a280/?dl=1",
-            "inline_pvt_large": "https://cloud.tsinghua.edu.cn/f/efd91318ba964f01b288/?dl=1",
-        },
+        # The official README's InLine-PVT-T / S / M / L (L's config is cfgs/inline_pvt_b.yaml).
+        weights=tuple(
+            inline_weights(model, share, top1, params_m, gflops)
+            for model, share, top1, params_m, gflops in (
+                ("inline_pvt_tiny", "90ac52b1555b401eb5e6", 78.2, 12.0, 2.0),
+                ("inline_pvt_small", "1ab953b2479d433080a3", 82.0, 21.6, 3.9),
+                ("inline_pvt_medium", "a72aec31e6084bc0a280", 83.2, 37.6, 6.9),
+                ("inline_pvt_large", "efd91318ba964f01b288", 83.6, 50.2, 10.2),
+            )
+        ),
         goldens={"inline_pvt_tiny": "inline_pvt_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         # patch_embed.0 (with its position embedding) is the stem; patch_embed.i (i > 0) opens stage i.
@@ -486,24 +485,7 @@ FAMILY = register_family(
 )
 
 
-def _release(name: str, readme: str, top1: float, params_m: float, gflops: float) -> dict[str, Any]:
-    notes = (
-        f"official weights: {readme} in the official README, a TsinghuaCloud share link (?dl=1, Seafile's "
-        "direct download), linked and never re-hosted (the repository has no licence file)",
-        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs "
-        "(official README)",
-    )
-    return dict(url=FAMILY.releases[name], notes=notes)
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "inline_pvt_tiny.in1k": _release("inline_pvt_tiny", "InLine-PVT-T", 78.2, 12.0, 2.0),
-        "inline_pvt_small.in1k": _release("inline_pvt_small", "InLine-PVT-S", 82.0, 21.6, 3.9),
-        "inline_pvt_medium.in1k": _release("inline_pvt_medium", "InLine-PVT-M", 83.2, 37.6, 6.9),
-        "inline_pvt_large.in1k": _release("inline_pvt_large", "InLine-PVT-L", 83.6, 50.2, 10.2),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 _DEPTHS = {
     "inline_pvt_tiny": (2, 2, 2, 2),

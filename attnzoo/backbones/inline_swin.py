@@ -66,8 +66,9 @@ from timm.models import register_model
 from torch import nn
 
 from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Weights, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
+from attnzoo.backbones._inline import INLINE_PAPER, inline_weights
 from attnzoo.layers.inline import InjectiveLinearAttention
 from attnzoo.layers.padding import pad_to_multiple
 
@@ -493,11 +494,7 @@ FAMILY = register_family(
     Family(
         name="inline_swin",
         module=__name__,
-        paper="Bridging the Divide: Reconsidering Softmax and Linear Attention",
-        paper_ids="arXiv:2412.06590",
-        repo="https://github.com/LeapLabTHU/InLine",
-        # The official repository carries no licence file: its weights are linked, never re-hosted.
-        license="unknown",
+        **INLINE_PAPER,
         converter=convert_inline_swin,
         # The official eval transform: bicubic, both sides resized to img_size / 0.875, centre crop.
         cfg=dict(
@@ -508,13 +505,28 @@ FAMILY = register_family(
             first_conv="patch_embed.proj",
             classifier="head",
         ),
-        # The official README's TsinghuaCloud (Seafile) share links; '?dl=1' makes them serve the file
-        # itself. Their paths end in '/', so they are downloaded under the variant's name (_release).
-        releases={
-            "inline_swin_tiny": "https://cloud.tsinghua.edu.cn/f/32810869fcc34410966b/?dl=1",
-            "inline_swin_small": "https://cloud.tsinghua.edu.cn/f/e9657fd247c04c7cb1a1/?dl=1",
-            "inline_swin_base": "https://cloud.tsinghua.edu.cn/f/bf23564bb64c420aafe1/?dl=1",
-        },
+        weights=(
+            *(
+                inline_weights(
+                    *release, notes=(f"official training drop_path_rate {dp}; the model's default is 0",)
+                )
+                for *release, dp in (
+                    ("inline_swin_tiny", "32810869fcc34410966b", 82.4, 30, 4.5, 0.2),
+                    ("inline_swin_small", "e9657fd247c04c7cb1a1", 83.6, 50, 8.7, 0.3),
+                    ("inline_swin_base", "bf23564bb64c420aafe1", 84.1, 88, 15.4, 0.5),
+                )
+            ),
+            Weights(
+                "inline_swin_base_384",
+                "untrained",
+                cfg=dict(input_size=(3, 384, 384), pool_size=(12, 12), crop_pct=1.0),
+                notes=(
+                    "no weights released: the official README lists none for cfgs/inline_swin_b_384.yaml "
+                    "(30 epochs at 384 px from InLine-Swin-B; window 96, softmax window 12; evaluated "
+                    "without a crop; drop_path_rate 0.5)",
+                ),
+            ),
+        ),
         goldens={"inline_swin_tiny": "inline_swin_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         # downsamples.i (i > 0) opens stage i here (the official code and mmdet's Swin end stage i - 1
@@ -529,35 +541,7 @@ FAMILY = register_family(
 )
 
 
-def _release(name: str, top1: float, params_m: int, gflops: float, drop_path: float) -> dict[str, Any]:
-    notes = (
-        f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m}M params, {gflops} GFLOPs "
-        "(official README)",
-        "weights: the official README's TsinghuaCloud share link (a Seafile '/f/<id>/?dl=1' download, "
-        "served under the variant's name); the repository has no licence file, so attnzoo links the "
-        "weights and never re-hosts them",
-        f"official training drop_path_rate {drop_path} (cfgs/*.yaml); the model's default is 0",
-    )
-    return dict(url=FAMILY.releases[name], notes=notes)
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "inline_swin_tiny.in1k": _release("inline_swin_tiny", 82.4, 30, 4.5, 0.2),
-        "inline_swin_small.in1k": _release("inline_swin_small", 83.6, 50, 8.7, 0.3),
-        "inline_swin_base.in1k": _release("inline_swin_base", 84.1, 88, 15.4, 0.5),
-        "inline_swin_base_384.untrained": dict(
-            input_size=(3, 384, 384),
-            pool_size=(12, 12),
-            crop_pct=1.0,
-            notes=(
-                "no weights released: the official README lists none for cfgs/inline_swin_b_384.yaml "
-                "(30 epochs at 384 px from InLine-Swin-B; window 96, softmax window 12; evaluated "
-                "without a crop; drop_path_rate 0.5). Tag 'untrained'.",
-            ),
-        ),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 _TINY = dict(depths=(2, 2, 6, 2), embed_dim=96, num_heads=(3, 6, 12, 24), window_size=56, attn_type="IIIS")
 _BASE = dict(depths=(2, 2, 18, 2), embed_dim=128, num_heads=(4, 8, 16, 32), attn_type="IIMS2")

@@ -27,7 +27,7 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Weights, register_family
 from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.fourier_karat import SHARING, FourierKArAtAttention, FourierOperator
 from attnzoo.layers.token_tables import resample_tokens
@@ -140,6 +140,9 @@ def convert_karat(state_dict: StateDict, model: torch.nn.Module | None = None) -
 
 
 # ----------------------------------------------------------------------------- registration
+# size -> (embed_dim, depth, num_heads): DeiT / timm ViT-Ti, -S, -B at patch 16, 224 px.
+_GEOMETRY = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+
 FAMILY = register_family(
     Family(
         name="karat",
@@ -148,12 +151,28 @@ FAMILY = register_family(
         paper_ids="arXiv:2503.10632",
         repo="https://github.com/MaitySubhajit/KArAt",
         license="cc-by-nc-sa-4.0",
+        citation="""@article{maity2025karat,
+  title={Kolmogorov-Arnold Attention: Is Learnable Attention Better For Vision Transformers?},
+  author={Maity, Subhajit and Hitsman, Killian and Li, Xin and Dutta, Aritra},
+  journal={arXiv preprint arXiv:2503.10632},
+  year={2025}
+}""",
         converter=convert_karat,
         cfg=dict(
-            url="",
-            notes=("no weights released for attnzoo to point at (tag 'untrained')",),
             first_conv="patch_embed.proj",
             classifier="head",
+        ),
+        weights=tuple(
+            Weights(
+                f"karat_vit_{size}_g{grid}{sharing}",
+                "untrained",
+                notes=(
+                    "no weights released: the official repository has published neither code nor weights",
+                ),
+            )
+            for size in _GEOMETRY
+            for grid in (1, 3)
+            for sharing in "bu"
         ),
         feature_cfg=dict(feature_cls="getter", out_indices=3),
         # plain_vit, plus the universal operator (used by every block): it freezes with the last stage.
@@ -161,12 +180,8 @@ FAMILY = register_family(
     )
 )
 
-# size -> (embed_dim, depth, num_heads): DeiT / timm ViT-Ti, -S, -B at patch 16, 224 px.
-_GEOMETRY = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 _SHARING = {"b": "blockwise", "u": "universal"}
-default_cfgs = FAMILY.default_cfgs(
-    {f"karat_vit_{size}_g{g}{s}.untrained": {} for size in _GEOMETRY for g in (1, 3) for s in "bu"}
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> KArAtViT:

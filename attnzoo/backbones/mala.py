@@ -22,7 +22,7 @@ from timm.models import register_model
 from torch import nn
 
 from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.mala import MagnitudeAwareLinearAttention, RoPESoftmaxAttention
 from attnzoo.layers.rope import rope_2d_frequencies
@@ -265,8 +265,28 @@ FAMILY = register_family(
         repo="https://github.com/qhfan/MALA",
         # The official repository carries no licence file: its weights are linked, never re-hosted.
         license="unknown",
+        citation="""@inproceedings{fan2024rect,
+  title={Rectifying Magnitude Neglect in Linear Attention},
+  author={Qihang Fan and Huaibo Huang and Yuang Ai and Ran He},
+  booktitle={ICCV},
+  year={2025}
+}""",
         converter=convert_mala,
         cfg=dict(pool_size=(7, 7), crop_pct=0.9, first_conv="patch_embed.proj.0", classifier="head"),
+        weights=tuple(
+            Weights(
+                f"mala_{size.lower()}",
+                "in1k",
+                (Source(hf_hub_id="aldjalkdf/MAViT", filename=f"MALA_{size}.pth"),),
+                notes=(
+                    "official weights on the Hub (aldjalkdf/MAViT, linked from the official README); the "
+                    "repository has no licence file, so attnzoo links them and never re-hosts them",
+                    f"file name MALA_{size}.pth assumed: the README names no files; it follows the authors' "
+                    "naming on their other Hub releases (e.g. aldjalkdf/RAVLT's RAVLT_T.pth)",
+                ),
+            )
+            for size in ("T", "S", "B", "L")
+        ),
         goldens={"mala_t": "mala_t", "mala_s": "mala_s"},
         dense_goldens={"mala_t_det": ("mala_t", "det")},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
@@ -284,19 +304,7 @@ FAMILY = register_family(
     )
 )
 
-_HUB = "aldjalkdf/MAViT"
-
-
-def _release(size: str) -> dict[str, Any]:
-    note = (
-        f"official weights on the Hub ({_HUB}, linked from the official README); the repository has no "
-        f"licence file, so attnzoo links them and never re-hosts them. File name MALA_{size}.pth "
-        "follows the authors' naming on their other Hub releases."
-    )
-    return dict(hf_hub_id=_HUB, hf_hub_filename=f"MALA_{size}.pth", notes=(note,))
-
-
-default_cfgs = FAMILY.default_cfgs({f"mala_{s.lower()}.in1k": _release(s) for s in ("T", "S", "B", "L")})
+default_cfgs = FAMILY.default_cfgs()
 
 _VARIANTS: dict[str, dict[str, Any]] = {
     "t": dict(depths=(2, 2, 6, 2), embed_dims=(64, 128, 256, 512), num_heads=(1, 2, 4, 8)),

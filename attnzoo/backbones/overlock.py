@@ -37,7 +37,7 @@ from torch.utils.checkpoint import checkpoint
 from attnzoo._timm import feature_take_indices
 from attnzoo.backbones._checks import check_global_pool, check_images, check_output_fmt
 from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.backbones._hierarchical import Stage
 from attnzoo.layers.contmix import ContMix
 from attnzoo.layers.reparam import DilatedReparamBlock
@@ -588,8 +588,34 @@ FAMILY = register_family(
         paper_ids="arXiv:2502.20087",
         repo="https://github.com/LMMMEng/OverLoCK",
         license="apache-2.0",
+        citation="""@inproceedings{lou2025overlock,
+  title={OverLoCK: An Overview-first-Look-Closely-next ConvNet with Context-Mixing Dynamic Kernels},
+  author={Lou, Meng and Yu, Yizhou},
+  booktitle={IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages={128--138},
+  year={2025}
+}""",
         converter=convert_overlock,
         cfg=dict(pool_size=(7, 7), first_conv="patch_embed1.0", classifier="head.4"),
+        # The official release assets; the deployment (_reparam) checkpoints score as their originals.
+        weights=tuple(
+            Weights(
+                f"overlock_{size}{form}",
+                "in1k",
+                (Source(url=f"{_RELEASE}overlock_{size}_in1k_224{form}.pth"),),
+                top1=top1,
+                params_m=params_m,
+                gflops=gflops,
+                cfg=dict(crop_pct=crop_pct),
+            )
+            for form in ("", "_reparam")
+            for size, top1, params_m, gflops, crop_pct in (
+                ("xt", 82.7, 16, 2.6, 0.925),
+                ("t", 84.2, 33, 5.5, 0.95),
+                ("s", 84.8, 56, 9.7, 0.95),
+                ("b", 85.1, 95, 16.7, 0.975),
+            )
+        ),
         goldens={"overlock_xt": "overlock_xt", "overlock_t": "overlock_t"},
         dense_goldens={"overlock_t_det": ("overlock_t", "det")},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
@@ -611,24 +637,7 @@ FAMILY = register_family(
 )
 
 
-def _release(file: str, top1: float, params_m: float, gflops: float, crop_pct: float) -> dict[str, Any]:
-    readme = f"original ImageNet-1k top-1 {top1:.1f} at 224px, {params_m} M params, {gflops} GFLOPs"
-    notes = (f"{readme} (official README)",)
-    return dict(url=_RELEASE + file, crop_pct=crop_pct, notes=notes)
-
-
-default_cfgs = FAMILY.default_cfgs(
-    {
-        "overlock_xt.in1k": _release("overlock_xt_in1k_224.pth", 82.7, 16, 2.6, 0.925),
-        "overlock_t.in1k": _release("overlock_t_in1k_224.pth", 84.2, 33, 5.5, 0.95),
-        "overlock_s.in1k": _release("overlock_s_in1k_224.pth", 84.8, 56, 9.7, 0.95),
-        "overlock_b.in1k": _release("overlock_b_in1k_224.pth", 85.1, 95, 16.7, 0.975),
-        "overlock_xt_reparam.in1k": _release("overlock_xt_in1k_224_reparam.pth", 82.7, 16, 2.6, 0.925),
-        "overlock_t_reparam.in1k": _release("overlock_t_in1k_224_reparam.pth", 84.2, 33, 5.5, 0.95),
-        "overlock_s_reparam.in1k": _release("overlock_s_in1k_224_reparam.pth", 84.8, 56, 9.7, 0.95),
-        "overlock_b_reparam.in1k": _release("overlock_b_in1k_224_reparam.pth", 85.1, 95, 16.7, 0.975),
-    }
-)
+default_cfgs = FAMILY.default_cfgs()
 
 _VARIANTS: dict[str, dict[str, Any]] = {
     "xt": dict(depth=(2, 2, 3, 2), sub_depth=(6, 2), embed_dim=(56, 112, 256, 336), sub_num_heads=(4, 6)),

@@ -24,7 +24,7 @@ from timm.models import register_model
 from timm.models.vision_transformer import Block
 
 from attnzoo.backbones._convert import StateDict, fit_pos_embed, verify_against_model
-from attnzoo.backbones._family import DenseLayout, Family, register_family
+from attnzoo.backbones._family import DenseLayout, Family, Weights, register_family
 from attnzoo.backbones._vit import AttnZooViT
 from attnzoo.layers.checks import check_no_mask
 from attnzoo.layers.sparsifiner import (
@@ -178,6 +178,9 @@ def convert_sparsifiner(state_dict: StateDict, model: torch.nn.Module | None = N
 
 
 # ----------------------------------------------------------------------------- registration
+# geometry -> (embed_dim, depth, num_heads): DeiT-Ti / S / B, patch 16, 224 px.
+_GEOMETRY = {"t": (192, 12, 3), "s": (384, 12, 6), "b": (768, 12, 12)}
+
 FAMILY = register_family(
     Family(
         name="sparsifiner",
@@ -186,15 +189,30 @@ FAMILY = register_family(
         paper_ids="arXiv:2303.13755",
         repo="https://github.com/lim142857/Sparsifiner",
         license="mit",
+        citation="""@inproceedings{wei2023sparsifiner,
+  title={Sparsifiner: Learning Sparse Instance-Dependent Attention for Efficient Vision Transformers},
+  author={Wei, Cong and Duke, Brendan and Jiang, Ruowei and Aarabi, Parham and
+          Taylor, Graham W. and Shkurti, Florian},
+  booktitle={Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages={22680--22689},
+  year={2023}
+}""",
         converter=convert_sparsifiner,
         cfg=dict(
-            url="",
-            notes=(
-                "no Sparsifiner weights released: the official repository links DeiT checkpoints as "
-                "initialisation only (tag 'untrained')",
-            ),
             first_conv="patch_embed.proj",
             classifier="head",
+        ),
+        weights=tuple(
+            Weights(
+                f"sparsifiner_deit_{geometry}{tp}",
+                "untrained",
+                notes=(
+                    "no Sparsifiner weights released: the official repository links DeiT checkpoints "
+                    "as initialisation only",
+                ),
+            )
+            for geometry in _GEOMETRY
+            for tp in ("", "_tp")
         ),
         goldens={
             "sparsifiner_deit_s": "sparsifiner_deit_s",
@@ -205,12 +223,8 @@ FAMILY = register_family(
     )
 )
 
-# geometry -> (embed_dim, depth, num_heads): DeiT-Ti / S / B, patch 16, 224 px.
-_GEOMETRY = {"t": (192, 12, 3), "s": (384, 12, 6), "b": (768, 12, 12)}
 _TOKEN_PRUNING = dict(token_pruning_loc=(3, 6, 9), token_keep_rate=0.7)
-default_cfgs = FAMILY.default_cfgs(
-    {f"sparsifiner_deit_{geo}{tp}.untrained": {} for geo in _GEOMETRY for tp in ("", "_tp")}
-)
+default_cfgs = FAMILY.default_cfgs()
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> SparsifinerViT:

@@ -134,7 +134,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" not in str(err) and "Unsupported global" not in str(err):
+        if "Unsupported global" not in str(err):
             raise CheckpointError(_describe_unreadable(path, err)) from None
     except (RuntimeError, EOFError, ValueError, OSError) as err:
         raise CheckpointError(_describe_unreadable(path, err)) from None

@@ -139,9 +139,9 @@ class Weights:
         """One line with the official numbers, e.g. for the cfg notes and model card."""
         if self.top1 is None:
             return ""
-        parts = [f"official ImageNet-1k top-1 {self.top1:g} at {input_size}px"]
+        parts = [f"official ImageNet-1k top-1 {self.top1} at {input_size}px"]
         if self.params_m is not None:
-            parts.append(f"{self.params_m:g} M params")
+            parts.append(f"{self.params_m} M params")
         if self.gflops is not None:
-            parts.append(f"{self.gflops:g} GFLOPs")
+            parts.append(f"{self.gflops} GFLOPs")
         return f"{', '.join(parts)} ({self.reported_by})"

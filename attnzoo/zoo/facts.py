@@ -23,6 +23,7 @@ __all__ = [
     "count_gflops",
     "count_params",
     "create_for_size",
+    "export_checked_models",
     "feature_strides",
     "param_count",
     "resolve_input_size",
@@ -114,3 +115,10 @@ def smallest_variant_per_family() -> list[str]:
         names = list_models(family)
         out.append(min(names, key=lambda n: (param_count(n), n)))
     return out
+
+
+def export_checked_models() -> list[str]:
+    """The models whose ONNX export the test suite checks against onnxruntime: the smallest of each
+    family, plus a model whose attention is a different graph in its family (InfViT's pure mode; the
+    smallest InfViT is a linear one)."""
+    return sorted({*smallest_variant_per_family(), "infvit_pure_tiny_patch16_224"})

@@ -9,8 +9,10 @@ import timm
 import torch
 
 import attnzoo
+from attnzoo.backbones import FAMILIES
 from attnzoo.backbones.biformer import BiFormer, convert_biformer
 from attnzoo.kernels import use_kernels
+from attnzoo.weights.fetch import url_cache_path
 from tests.helpers.kernel_check import DEVICE
 from tests.helpers.parity import load_golden, official_state_dict
 
@@ -37,27 +39,17 @@ def test_official_checkpoint_file_loads(tmp_path: Path):
     assert attnzoo.convert_official("biformer_tiny", {"model": sd}).keys() == sd.keys()
 
 
-def test_release_urls_download_under_the_variant_name(tmp_path: Path, monkeypatch):
-    """All official links end in '/root/content': each variant must get its own cached file."""
+def test_release_link_is_cached_under_the_model_name_and_loads(hub_cache):
+    """All official links end in '/root/content': the file is looked up as biformer_tiny.in1k.pth."""
     sd = {k: v.float() for k, v in official_state_dict(load_golden("biformer_tiny")).items()}
-    asked = []
-
-    def fake_download(source, check_hash=False, progress=False):
-        url, name = source
-        asked.append((url, name))
-        path = tmp_path / name
-        torch.save({"model": sd}, path)
-        return str(path)
-
-    monkeypatch.setattr("attnzoo.backbones._release.download_cached_file", fake_download)
+    weights = FAMILIES["biformer"].weights_for("biformer_tiny")
+    assert weights.official_url.url.endswith("/root/content")
+    path = url_cache_path(weights, weights.official_url)
+    assert path.name == "biformer_tiny.in1k.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"model": sd, "epoch": 300}, path)
     model = timm.create_model("biformer_tiny", pretrained=True)
-    assert asked == [(model.pretrained_cfg["url"], "biformer_tiny.pth")]
-    assert asked[0][0].endswith("/root/content")
     torch.testing.assert_close(model.state_dict()["head.weight"], sd["head.weight"], rtol=0, atol=0)
-    # a source the caller names wins: nothing is downloaded
-    own_file = dict(file=str(tmp_path / "biformer_tiny.pth"))
-    timm.create_model("biformer_tiny", pretrained=True, pretrained_cfg_overlay=own_file)
-    assert len(asked) == 1
 
 
 def test_converter_rejects_other_widths():

@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 
 import attnzoo
+from attnzoo.backbones import FAMILIES
 from attnzoo.backbones.inline_deit import InLineDeiT, InLineDeiTAttention, convert_inline_deit
 from attnzoo.kernels import use_kernels
+from attnzoo.weights.fetch import url_cache_path
 from attnzoo.zoo import list_models
 from tests.helpers.parity import load_golden, official_state_dict
 
@@ -95,20 +97,16 @@ def test_official_checkpoint_file_loads(official_2, tmp_path: Path):
         torch.testing.assert_close(own[key], value, rtol=0, atol=0, msg=key)
 
 
-def test_release_links_download_under_the_variant_name(official_2, tmp_path: Path, monkeypatch):
-    """TsinghuaCloud links end in '/?dl=1' (no file name): each variant gets its own cached file."""
-    asked = []
-
-    def fake_download(source, check_hash=False, progress=False):
-        url, name = source
-        asked.append((url, name))
-        torch.save({"model": official_2}, tmp_path / name)
-        return str(tmp_path / name)
-
-    monkeypatch.setattr("attnzoo.backbones._release.download_cached_file", fake_download)
+def test_release_link_is_cached_under_the_model_name_and_loads(official_2, hub_cache):
+    """TsinghuaCloud links end in '/?dl=1' (no file name): the file is looked up as <model>.in1k.pth
+    and converted from the official keys on load."""
+    weights = FAMILIES["inline_deit"].weights_for("inline_deit_tiny")
+    url = weights.official_url.url
+    assert url.startswith("https://cloud.tsinghua.edu.cn/f/") and url.endswith("/?dl=1")
+    path = url_cache_path(weights, weights.official_url)
+    path.parent.mkdir(parents=True)
+    torch.save({"model": official_2}, path)
     model = timm.create_model("inline_deit_tiny", depth=2, pretrained=True)
-    assert asked == [(model.pretrained_cfg["url"], "inline_deit_tiny.pth")]
-    assert asked[0][0].startswith("https://cloud.tsinghua.edu.cn/f/") and asked[0][0].endswith("/?dl=1")
     torch.testing.assert_close(model.state_dict()["head.weight"], official_2["head.weight"], rtol=0, atol=0)
 
 
