@@ -1,17 +1,21 @@
 """The ``attnzoo`` command: list models, show their facts and sources, benchmark, export to ONNX,
-convert official checkpoints into Hub folders and push them."""
+convert official checkpoints into Hub folders and push them, release every variant's weights."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import timm
 import torch
-from timm.models import get_arch_name, get_arch_pretrained_cfgs
+from timm.models import get_arch_name
 from tqdm import tqdm
 
+from attnzoo.backbones import family_of as family_record
+from attnzoo.weights import PretrainedUnavailableError
+from attnzoo.weights.fetch import candidate_sources
 from attnzoo.zoo.bench import benchmark_model, format_table
 from attnzoo.zoo.export import export_onnx
 from attnzoo.zoo.facts import (
@@ -23,6 +27,7 @@ from attnzoo.zoo.facts import (
 )
 from attnzoo.zoo.publish import convert_checkpoint, push_folder
 from attnzoo.zoo.registry import UnknownModelError, family_of, list_models, require_model
+from attnzoo.zoo.release import format_plan, plan_release, run_release
 
 __all__ = ["main"]
 
@@ -48,17 +53,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pretrained_sources(name: str) -> list[tuple[str, dict[str, str]]]:
-    """Every pretrained tag of ``name`` with where its weights live (hf_hub_id / url) and licence."""
-    out = []
-    for tagged, cfg in get_arch_pretrained_cfgs(name).items():
-        fields = {}
-        for key in ("hf_hub_id", "url", "file", "license"):
-            value = getattr(cfg, key, None)
-            if value:
-                fields[key] = str(value)
-        out.append((tagged, fields))
-    return out
+def _pretrained_lines(name: str) -> list[str]:
+    """Per pretrained tag of ``name`` (release manifest): the sources in the order loading tries them."""
+    family = family_record(name)
+    lines = []
+    for weights in (w for w in family.weights if w.model == name):
+        if not weights.released:
+            lines.append(
+                f"{weights.name}: none released ({weights.notes[0] if weights.notes else 'no weights'})"
+            )
+            continue
+        tried = [
+            f"{c.source.describe()} ({'attnzoo copy' if c.converted else 'official'})"
+            for c in candidate_sources(weights, family.rehosts(weights))
+        ]
+        lines.append(f"{weights.name}: {', then '.join(tried)}; license={family.license}")
+    return lines
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -75,13 +85,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for i, f in enumerate(model.feature_info):
         mark = "*" if f.get("module") in default_taps else " "
         print(f" {mark}[{i}] {f.get('module', '')}: channels={f['num_chs']} stride={f['reduction']}")
-    print("pretrained:")
-    sources = _pretrained_sources(name)
-    if not sources:
-        print("  (none)")
-    for tagged, fields in sources:
-        desc = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "license")
-        print(f"  {tagged}: {desc or 'no weights'}; license={fields.get('license', 'unknown')}")
+    print("pretrained (sources in the order pretrained=True tries them):")
+    for line in _pretrained_lines(name):
+        print(f"  {line}")
     return 0
 
 
@@ -112,9 +118,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     (name,) = _known_models([args.model])
     try:
-        done = convert_checkpoint(name, args.checkpoint, args.output, overwrite=args.overwrite)
+        done = convert_checkpoint(name, args.checkpoint, args.output, overwrite=args.overwrite, ema=args.ema)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         raise UsageError(str(err)) from None
+    for note in done.notes:
+        print(f"note: {note}")
     print(
         f"wrote {done.folder} ({name}, {done.params / 1e6:.2f} M params, {done.num_classes} classes; "
         f"source sha256 {done.source_sha256[:12]}): model.safetensors, config.json, README.md"
@@ -131,13 +139,41 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    if args.source_dir is not None and not Path(args.source_dir).is_dir():
+        raise UsageError(f"--from {args.source_dir}: not a folder")
+    steps = plan_release(args.models or None, args.source_dir, org=args.org)
+    print(format_plan(steps))
+    if args.dry_run:
+        return 0
+    outcomes = run_release(steps, args.workdir, push=not args.no_push, private=args.private)
+    for outcome in outcomes:
+        print(f"{outcome.step.weights.name}: {outcome.status} ({outcome.detail})")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     (name,) = _known_models([args.model])
-    report = export_onnx(name, args.output, img_size=args.img_size, opset=args.opset)
+    try:
+        report = export_onnx(
+            name,
+            args.output,
+            img_size=args.img_size,
+            opset=args.opset,
+            pretrained=args.pretrained,
+            checkpoint=args.checkpoint,
+            ema=args.ema,
+        )
+    except PretrainedUnavailableError as err:  # lists every source tried: one line, not a traceback
+        raise UsageError(" ".join(line.strip() for line in str(err).splitlines())) from None
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    for note in report.notes:
+        print(f"note: {note}")
     c, h, w = report.input_size
     print(
         f"wrote {report.path} ({name}, input Bx{c}x{h}x{w}, dynamic batch, opset {report.opset}); "
@@ -182,12 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="the .onnx file to write (replaced only if the export passes)")
     p.add_argument("--img-size", type=_positive_int, help="input height/width (default: the model's)")
     p.add_argument("--opset", type=_positive_int, default=18)
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", action="store_true", help="the model's default pretrained weights")
+    weights.add_argument("--checkpoint", metavar="FILE", help="weights from a checkpoint `convert` reads")
+    p.add_argument("--ema", action="store_true", help="the checkpoint's EMA weights, not the trained ones")
     p.set_defaults(func=_cmd_export)
-    p = sub.add_parser("convert", help="convert an official checkpoint into a Hub-ready timm folder")
+    p = sub.add_parser("convert", help="convert a checkpoint into a Hub-ready timm folder")
     p.add_argument("model")
-    p.add_argument("checkpoint", help="the official .pth / .safetensors file")
+    p.add_argument("checkpoint", help="an official, timm train.py or mmdet / mmseg (AttnZooBackbone) file")
     p.add_argument("output", help="folder to write (model.safetensors, config.json, README.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--ema", action="store_true", help="the checkpoint's EMA weights, not the trained ones")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("push", help="upload a converted folder to the Hugging Face Hub")
@@ -195,6 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="e.g. your-org/biformer_tiny.in1k")
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser(
+        "release", help="convert and publish the official weights of every variant (or MODELs)"
+    )
+    p.add_argument("models", nargs="*", metavar="MODEL", help="model or model.tag (default: all)")
+    p.add_argument(
+        "--from", dest="source_dir", help="folder holding official files (else they are downloaded)"
+    )
+    p.add_argument("--org", help="Hub organisation (default: $ATTNZOO_HUB_ORG or attnzoo)")
+    p.add_argument(
+        "--workdir", default="release", help="where the Hub folders are written (default: release)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be published where, and what not")
+    p.add_argument("--no-push", action="store_true", help="write the folders, upload nothing")
+    p.add_argument("--private", action="store_true", help="create private Hub repos")
+    p.set_defaults(func=_cmd_release)
     return parser
 
 

@@ -3,10 +3,10 @@
 A :class:`Family` holds what attnzoo knows about a family as a whole: the paper, the official code
 and its licence, the checkpoint converter, the pretrained-cfg fields its variants share, the release
 manifest of its weights (one :class:`attnzoo.weights.Weights` per model and tag, from which timm's
-pretrained cfgs are generated), and the parity goldens that check it. The backbone module writes its entry points out
-with timm's ``@register_model`` (so ``grep register_model`` finds every model) and builds each variant
-with :meth:`Family.build`; the family's models are the entry points that module registers, so no
-side table lists them again.
+pretrained cfgs are generated), and the parity goldens that check it. The backbone module writes its
+entry points out with timm's ``@register_model`` (so ``grep register_model`` finds every model) and
+builds each variant with :meth:`Family.build`; the family's models are the entry points that module
+registers, so no side table lists them again.
 
 Naming rule: a model keeps its official name (``biformer_tiny``, ``infvit_pure_4l``); a family whose
 official names timm itself already registers (HaloNet, ConViT) gets the ``az_`` prefix on every model

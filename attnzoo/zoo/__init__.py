@@ -1,6 +1,6 @@
 """Registry queries, checkpoint conversion, pretrained sources, model facts, export and benchmarking."""
 
-from attnzoo.zoo.convert import convert_official, unwrap_checkpoint
+from attnzoo.zoo.convert import convert_official, load_for_model
 from attnzoo.zoo.registry import (
     DENSE_GOLDENS,
     GOLDEN_MODELS,
@@ -19,6 +19,6 @@ __all__ = [
     "family_of",
     "list_families",
     "list_models",
+    "load_for_model",
     "require_model",
-    "unwrap_checkpoint",
 ]

@@ -1,16 +1,18 @@
-"""Convert an official checkpoint into a Hugging Face Hub folder for timm, and push it.
+"""Convert a checkpoint (official, timm-trained or an mmdet / mmseg fine-tune) into a Hugging Face Hub
+folder for timm, and push it.
 
 The folder is what ``timm.models.push_to_hf_hub`` uploads (``model.safetensors``, timm's
-``config.json``) plus a model card naming the paper, the original release, its licence and accuracy
-and the converted file's SHA-256, so ``timm.create_model("hf-hub:<repo>", pretrained=True)`` loads it
-(after ``import attnzoo``). The weights are converted with :func:`convert_official` and loaded into the
-model strictly before anything is written; the folder is built beside the target and moved into place
-only when complete, so a failed conversion leaves an existing folder as it was.
+``config.json``) plus a model card (:mod:`attnzoo.zoo.card`) and ``provenance.json`` naming the source
+file and its SHA-256, so ``timm.create_model("hf-hub:<repo>", pretrained=True)`` loads it (after
+``import attnzoo``). The weights are read and converted with
+:func:`attnzoo.zoo.convert.load_for_model` and loaded into the model strictly before anything is
+written; the folder is built beside the target and moved into place only when complete, so a failed
+conversion leaves an existing folder as it was.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -18,16 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
-import torch
 
-from attnzoo._timm import generate_readme, save_for_hf
-from attnzoo.backbones._convert import verify_against_model
-from attnzoo.zoo.convert import convert_official
+from attnzoo import __version__ as attnzoo_version
+from attnzoo._timm import save_for_hf
+from attnzoo.weights import Weights
+from attnzoo.weights.fetch import file_sha256
+from attnzoo.zoo.card import model_card
+from attnzoo.zoo.convert import checkpoint_classes, load_for_model, load_into
 from attnzoo.zoo.facts import count_params
-from attnzoo.zoo.pretrained import load_checkpoint_file
 from attnzoo.zoo.registry import require_model
 
-__all__ = ["ConvertedCheckpoint", "convert_checkpoint", "model_card", "push_folder"]
+__all__ = ["PROVENANCE_FILE", "ConvertedCheckpoint", "convert_checkpoint", "push_folder"]
+
+# What a folder was converted from (model, tag, source, its SHA-256): `attnzoo release` compares it to skip
+# a repo that already holds the same release.
+PROVENANCE_FILE = "provenance.json"
 
 
 @dataclass(frozen=True)
@@ -39,57 +46,26 @@ class ConvertedCheckpoint:
     num_classes: int
     params: int
     source_sha256: str
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _num_classes(model_name: str, converted: dict[str, torch.Tensor]) -> int:
-    """The class count of a converted checkpoint's classifier (0 for a headless checkpoint)."""
-    head = timm.models.get_pretrained_cfg(model_name).classifier
-    for name in (head,) if isinstance(head, str) else tuple(head or ()):
-        weight = converted.get(f"{name}.weight")
-        if weight is not None:
-            return int(weight.shape[0])
-    return 0
-
-
-def model_card(model: torch.nn.Module, model_name: str, source: str, source_sha256: str) -> dict:
-    """timm's model-card fields for a converted official checkpoint (see timm's ``generate_readme``)."""
-    cfg = model.pretrained_cfg
-    details: dict = {
-        "Model Type": "Image classification / feature backbone",
-        "Model Stats": {
-            "Params (M)": f"{count_params(model) / 1e6:.1f}",
-            "Image size": "x".join(str(side) for side in cfg["input_size"][1:]),
-        },
-        "Original": cfg.get("origin_url", "unknown"),
-        "Converted from": f"{source} (sha256 {source_sha256})",
-    }
-    if cfg.get("paper_name"):
-        details["Papers"] = {cfg["paper_name"]: cfg.get("paper_ids", "")}
-    if cfg.get("notes"):
-        details["Notes"] = list(cfg["notes"])
-    return {
-        "license": cfg.get("license") or "other",
-        "tags": ["image-classification", "timm", "attnzoo"],
-        "description": (
-            f"`{model_name}` from attnzoo: the official weights, converted to attnzoo's keys. "
-            "Load with `import attnzoo, timm; timm.create_model('hf-hub:<this repo>', pretrained=True)`."
-        ),
-        "details": details,
-    }
+    notes: tuple[str, ...] = ()  # what load_for_model says about the file (entry read, keys dropped)
 
 
 def convert_checkpoint(
-    model_name: str, checkpoint: str | os.PathLike, folder: str | os.PathLike, overwrite: bool = False
+    model_name: str,
+    checkpoint: str | os.PathLike,
+    folder: str | os.PathLike,
+    overwrite: bool = False,
+    weights: Weights | None = None,
+    repo_id: str = "<this repo>",
+    source_name: str | None = None,
+    ema: bool = False,
 ) -> ConvertedCheckpoint:
     """Convert the official ``checkpoint`` file of ``model_name`` into a Hub-ready ``folder``.
+
+    ``weights``: the release-manifest record when ``checkpoint`` is that official release (its numbers
+    go into the model card); ``repo_id``: the Hub repo the card's usage examples name;
+    ``source_name``: how the card names the source (default: the file name). ``checkpoint`` may also be
+    a timm ``train.py`` or an mmdet / mmseg (AttnZooBackbone) checkpoint, read by
+    :func:`attnzoo.zoo.convert.load_for_model`; ``ema``: its EMA weights instead of the trained ones.
 
     Raises ``ValueError`` for an unknown model or a checkpoint that does not fit it, and
     ``FileExistsError`` when ``folder`` exists and ``overwrite`` is false.
@@ -98,31 +74,29 @@ def convert_checkpoint(
     checkpoint, folder = Path(checkpoint), Path(folder)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
-    converted = convert_official(model_name, load_checkpoint_file(checkpoint))
-    model = timm.create_model(model_name, pretrained=False, num_classes=_num_classes(model_name, converted))
-    try:
-        verify_against_model(converted, model)
-    except ValueError as err:
-        raise ValueError(f"{checkpoint} does not fit {model_name}: {err}") from None
-    result = model.load_state_dict(converted, strict=False)
-    params = {name for name, _ in model.named_parameters()}
-    missing = sorted(set(result.missing_keys) & params)
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"{checkpoint} does not fit {model_name}: missing parameters {missing[:5]}, "
-            f"unexpected keys {result.unexpected_keys[:5]}"
-        )
-    sha = _sha256(checkpoint)
+    converted, notes = load_for_model(model_name, checkpoint, ema=ema)
+    model = timm.create_model(model_name, num_classes=checkpoint_classes(model_name, converted))
+    load_into(model, model_name, converted, checkpoint)
+    sha = file_sha256(checkpoint)
+    source = source_name or checkpoint.name
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_for_hf(model, str(staging), safe_serialization=True)
-        card = model_card(model, model_name, checkpoint.name, sha)
-        (staging / "README.md").write_text(generate_readme(card, model_name), encoding="utf-8")
+        card = model_card(model, model_name, source, sha, repo_id=repo_id, weights=weights)
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        provenance = dict(
+            model=model_name,
+            tag=weights.tag if weights is not None else None,
+            source=source,
+            source_sha256=sha,
+            attnzoo=attnzoo_version,
+        )
+        (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
         _replace(folder, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ConvertedCheckpoint(folder, model_name, model.num_classes, count_params(model), sha)
+    return ConvertedCheckpoint(folder, model_name, model.num_classes, count_params(model), sha, tuple(notes))
 
 
 def _replace(folder: Path, staging: Path) -> None:
@@ -147,7 +121,7 @@ def push_folder(
     from huggingface_hub import HfApi
 
     folder = Path(folder)
-    for required in ("model.safetensors", "config.json", "README.md"):
+    for required in ("model.safetensors", "config.json", "README.md", PROVENANCE_FILE):
         if not (folder / required).is_file():
             raise FileNotFoundError(f"{folder} has no {required}; make it with `attnzoo convert` first")
     api = HfApi(token=token)

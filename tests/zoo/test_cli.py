@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+from attnzoo.backbones import FAMILIES
 from attnzoo.cli import main
 from attnzoo.kernels import use_kernels
 from attnzoo.layers import HaloAttention
@@ -83,14 +84,20 @@ def test_info(capsys: pytest.CaptureFixture[str]) -> None:
     assert fields["input size"].strip() == f"{c}x{h}x{w}"
     for f in model.feature_info:
         assert f"channels={f['num_chs']} stride={f['reduction']}" in out
-    # every pretrained tag is listed with its source and licence
+    # every pretrained tag is listed with its sources, in the order loading tries them
     for tagged in timm.models.get_arch_pretrained_cfgs(SMALL_MODEL):
         assert f"  {tagged}:" in out
-    cfg = model.pretrained_cfg
-    for key in ("hf_hub_id", "url"):
-        if cfg.get(key):
-            assert f"{key}={cfg[key]}" in out
-    assert "license=" in out
+
+
+def test_info_lists_the_load_order(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "biformer_tiny"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("  biformer_tiny.in1k:"))
+    weights = FAMILIES["biformer"].weights_for("biformer_tiny")
+    hub, official = "hf-hub:attnzoo/biformer_tiny.in1k", weights.official_url.url
+    assert line.index(hub) < line.index(official) and line.endswith("license=mit")
+    assert main(["info", "infvit_pure_4l"]) == 0
+    assert "infvit_pure_4l.untrained: none released" in capsys.readouterr().out
 
 
 def test_info_img_size(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,8 @@ import safetensors.torch
 import timm
 import torch
 
+from attnzoo.weights import CheckpointError, read_state_dict
 from attnzoo.zoo import GOLDEN_MODELS, convert_official
-from attnzoo.zoo.pretrained import load_checkpoint_file
 
 # attnzoo model -> the official (timm) model whose checkpoints it loads; add models here.
 OFFICIAL = {ours: official for official, ours in GOLDEN_MODELS.items()}
@@ -26,8 +26,14 @@ MODELS = ["az_convit_tiny", "az_halonet26t"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-class NotATensor:
-    """An arbitrary pickled class: ``weights_only=True`` loading must refuse it."""
+class RunsCode:
+    """A pickled object whose unpickling would call ``open(marker, 'w')``: reading must not run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
 
 
 def official_state_dict(model_name: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -65,27 +71,28 @@ def test_pretrained_file(model_name: str, fmt: str, tmp_path: Path) -> None:
         torch.save({"model": sd, "epoch": 300}, path)  # the official wrapped form
     else:
         safetensors.torch.save_file(sd, str(path))
-    assert load_checkpoint_file(path).keys() == sd.keys()
+    assert read_state_dict(path).keys() == sd.keys()
 
     model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert_loaded(model, model_name, sd)
 
 
-def test_load_checkpoint_file_unwraps_and_is_safe(tmp_path: Path) -> None:
+def test_read_state_dict_unwraps_and_runs_no_pickled_code(tmp_path: Path) -> None:
     sd = {"a.weight": torch.randn(2, 3), "b": torch.arange(4)}
     torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}, "step": 1}, tmp_path / "c.pth")
-    loaded = load_checkpoint_file(tmp_path / "c.pth")
+    loaded = read_state_dict(tmp_path / "c.pth")
     assert loaded.keys() == sd.keys()
     assert all(torch.equal(loaded[k], sd[k]) for k in sd)
 
-    torch.save({"model": sd, "evil": NotATensor()}, tmp_path / "pickle.pth")
-    with pytest.raises(Exception, match="NotATensor"):  # weights_only=True refuses arbitrary classes
-        load_checkpoint_file(tmp_path / "pickle.pth")
+    marker = tmp_path / "ran"
+    torch.save({"model": sd, "extra": RunsCode(marker)}, tmp_path / "pickle.pth")
+    loaded = read_state_dict(tmp_path / "pickle.pth")  # the tensors, and nothing called
+    assert loaded.keys() == sd.keys() and not marker.exists()
     with pytest.raises(FileNotFoundError):
-        load_checkpoint_file(tmp_path / "missing.pth")
+        read_state_dict(tmp_path / "missing.pth")
     (tmp_path / "w.npz").write_bytes(b"")
-    with pytest.raises(ValueError, match="unsupported checkpoint format"):
-        load_checkpoint_file(tmp_path / "w.npz")
+    with pytest.raises(CheckpointError, match="unsupported checkpoint format"):
+        read_state_dict(tmp_path / "w.npz")
 
 
 # ---------------------------------------------------------------- Hugging Face Hub, offline

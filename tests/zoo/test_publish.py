@@ -39,7 +39,12 @@ def into_hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
 def test_converted_folder_loads_by_file_and_from_the_hub(tmp_path: Path, hub_cache: Path) -> None:
     ckpt = official_checkpoint(tmp_path)
     done = convert_checkpoint("az_convit_tiny", ckpt, tmp_path / "out")
-    assert sorted(p.name for p in done.folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in done.folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "provenance.json",
+    ]
     assert done.num_classes == 1000 and len(done.source_sha256) == 64
 
     expected = convert_official("az_convit_tiny", torch.load(ckpt, weights_only=True)["model"])
@@ -59,7 +64,8 @@ def test_converted_folder_loads_by_file_and_from_the_hub(tmp_path: Path, hub_cac
     card = (done.folder / "README.md").read_text()
     assert "license: apache-2.0" in card
     assert done.source_sha256 in card and ckpt.name in card
-    assert "ConViT: Improving Vision Transformers" in card and "73.1" in card
+    assert "ConViT: Improving Vision Transformers" in card and "not matched to an official release" in card
+    assert "@article" in card or "@inproceedings" in card
     assert "Image size: 224x224" in card
 
 
@@ -115,7 +121,8 @@ def test_push_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     done = convert_checkpoint("az_convit_tiny", official_checkpoint(tmp_path), tmp_path / "out")
     assert push_folder(done.folder, "org/repo", private=True) == "https://huggingface.co/org/repo"
     assert calls[-2] == ("create_repo", "org/repo", True, True)
-    assert calls[-1] == ("upload_folder", "org/repo", ["README.md", "config.json", "model.safetensors"])
+    uploaded = ["README.md", "config.json", "model.safetensors", "provenance.json"]
+    assert calls[-1] == ("upload_folder", "org/repo", uploaded)
 
 
 def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
