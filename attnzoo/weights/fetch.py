@@ -144,7 +144,7 @@ def _fetch_hub(source: Source) -> Path:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 
     cached = try_to_load_from_cache(source.hf_hub_id, source.hub_filename)
-    if isinstance(cached, str):
+    if isinstance(cached, str) and _intact_hub_blob(Path(cached)):
         return Path(cached)
     if _offline():
         raise SourceUnavailable("not in the Hugging Face cache and HF_HUB_OFFLINE is set")
@@ -155,6 +155,23 @@ def _fetch_hub(source: Source) -> Path:
     except Exception as err:  # noqa: BLE001 - every failure is reported with the source, then the next is tried
         first_line = (str(err).strip().splitlines() or [""])[0]
         raise SourceUnavailable(f"{type(err).__name__}: {first_line}") from None
+
+
+def _intact_hub_blob(path: Path) -> bool:
+    """Whether a cached Hub file still has the content the Hub named it by.
+
+    The Hub cache stores large (LFS) files as ``blobs/<sha256>``, linked from the snapshot: a blob whose
+    content no longer hashes to its name (a damaged disk, an interrupted copy) is deleted, so it is
+    downloaded again instead of being loaded. Small files are named by their git hash and not checked.
+    """
+    blob = path.resolve()
+    if len(blob.name) != 64 or any(c not in "0123456789abcdef" for c in blob.name):
+        return True
+    if file_sha256(blob) == blob.name:
+        return True
+    blob.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    return False
 
 
 def fetch_source(weights: Weights, source: Source, progress: bool = True) -> Path:

@@ -110,7 +110,8 @@ def test_forward_intermediates_norm_and_pruning():
 def test_pretrained_cfgs():
     for name, top1 in (("tiny", 81.4), ("small", 83.8), ("base", 84.3)):
         cfg = timm.models.get_pretrained_cfg(f"biformer_{name}.in1k")
-        assert cfg.url.startswith("https://api.onedrive.com/v1.0/shares/") and not cfg.hf_hub_id
+        assert cfg.url.startswith("https://api.onedrive.com/v1.0/shares/")
+        assert cfg.hf_hub_id == f"attnzoo/biformer_{name}.in1k"  # MIT: attnzoo's copy first, then OneDrive
         assert cfg.license == "mit" and cfg.paper_ids == "arXiv:2303.08810"
         assert any(str(top1) in n for n in cfg.notes)
     assert isinstance(timm.create_model("biformer_base", depths=(1, 1, 1, 1)), BiFormer)

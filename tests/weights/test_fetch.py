@@ -6,6 +6,7 @@ would; caches are per test. Nothing leaves the machine.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from pathlib import Path
@@ -160,3 +161,24 @@ def test_a_source_of_the_callers_own_is_used_as_given(tmp_path: Path, hub_cache:
     torch.save({"model": sd}, path)
     model = timm.create_model(MODEL, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert_weights(model, sd)
+
+
+def test_a_damaged_hub_blob_is_not_loaded(hub_cache: Path) -> None:
+    """A cached LFS file whose content no longer matches its SHA-256 name is removed, not loaded."""
+    data = safetensors.torch.save(random_state_dict(6))
+    repo = hub_cache / ("models--" + hub_repo_id(MODEL, "in1k").replace("/", "--"))
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(data[:-10] + b"0123456789")  # flipped bytes at the end
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    with pytest.raises(PretrainedUnavailableError, match="not in the Hugging Face cache"):
+        fetch_weights(manifest_record(), rehosted=True, progress=False)
+    assert not blob.exists() and not (snapshot / "model.safetensors").exists()
+    blob.write_bytes(data)  # intact: used
+    (snapshot / "model.safetensors").symlink_to(blob)
+    path, candidate = fetch_weights(manifest_record(), rehosted=True, progress=False)
+    assert candidate.converted and path == snapshot / "model.safetensors"
