@@ -3,8 +3,14 @@
 Export always traces the pure-torch reference kernels (a Triton kernel has no ONNX form), through
 ``torch.onnx.export(..., dynamo=True)``. The batch dimension is dynamic; the graph is checked at a
 batch size other than the one it was traced with, so a batch that got baked in fails here, not later
-in the user's runtime. The file is written to a temporary name and moved into place only once it has
-passed, so a failed export never replaces an existing file.
+in the user's runtime. The file is written to a temporary name (``.<stem>.*.onnx`` beside it, removed
+however the export ends, Ctrl-C and SIGTERM included) and moved into place only once it has passed, so
+a failed export never replaces an existing file.
+
+The opset asked for is the opset written, or nothing is written: torch.onnx builds graphs at opset 18
+or above and reaches another opset only through the ONNX version converter, which can fail for a graph
+(it then only logs a warning and keeps the graph's opset). Opsets below 18 are refused up front: the
+converter fails on attnzoo's graphs there (tried with ConViT and HaloNet at 13 and 17).
 
 The weights are random unless asked for: the model's default pretrained tag (``pretrained=True``,
 fetched as ``timm.create_model`` does) or any checkpoint ``attnzoo convert`` reads (``checkpoint=``,
@@ -13,9 +19,11 @@ loaded strictly; the class count follows the checkpoint).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +36,14 @@ from attnzoo.kernels import use_kernels
 from attnzoo.zoo.convert import checkpoint_classes, load_for_model, load_into
 from attnzoo.zoo.facts import create_for_size, resolve_input_size
 from attnzoo.zoo.registry import require_model
+from attnzoo.zoo.targets import check_target
 
-__all__ = ["ExportReport", "check_rtol", "export_onnx"]
+__all__ = ["ExportReport", "check_rtol", "export_onnx", "supported_opsets"]
 
 TRACE_BATCH = 2
 CHECK_BATCH = 3
+BASE_OPSET = 18  # the lowest opset torch.onnx's exporter builds graphs at (its torchlib's)
+_CONVERTER_LOGGER = "onnxscript.version_converter"  # reports a failed conversion as a logged warning
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,13 @@ def check_rtol(model: nn.Module, rtol: float = 1e-4) -> float:
     larger. A top-k choice whose k-th and (k+1)-th scores differ by less than the float32 rounding of
     the two runtimes can flip, which moves the output by far more than rounding does."""
     return max(rtol, float(getattr(model, "onnx_rtol", 0.0)))
+
+
+def supported_opsets() -> range:
+    """The opsets :func:`export_onnx` accepts: 18 up to the newest the installed ``onnx`` defines."""
+    import onnx
+
+    return range(BASE_OPSET, onnx.defs.onnx_opset_version() + 1)
 
 
 def export_onnx(
@@ -76,14 +94,24 @@ def export_onnx(
     ``checkpoint`` a file (``ema``: its EMA weights); the two exclude each other. ``model_kwargs`` go
     to ``timm.create_model``.
 
+    ``opset`` must be in :func:`supported_opsets` (``ValueError`` before any work otherwise), and a
+    graph the converter cannot bring to ``opset`` raises ``ValueError`` instead of being written. A
+    ``path`` that cannot be written (a folder, ``.``, a parent that is a file or without permission)
+    raises an ``OSError`` before any work.
+
     The graph is run in onnxruntime on a fresh random batch and compared with the torch model in
-    eval mode; a mismatch beyond ``atol + rtol * max |torch output|`` raises and leaves ``path``
-    untouched. A model whose forward makes discrete choices (top-k keys) declares a larger relative
-    tolerance as ``onnx_rtol`` (see :func:`check_rtol`).
+    eval mode; a mismatch beyond ``atol + rtol * max |torch output|`` raises ``RuntimeError`` and
+    leaves ``path`` untouched. A model whose forward makes discrete choices (top-k keys) declares a
+    larger relative tolerance as ``onnx_rtol`` (see :func:`check_rtol`).
     """
     import onnxruntime as ort
 
-    path = Path(path)
+    path = check_target(path, folder=False)
+    opsets = supported_opsets()
+    if opset not in opsets:
+        raise ValueError(
+            f"opset {opset} is not supported: attnzoo exports opsets {opsets.start} to {opsets.stop - 1}"
+        )
     if isinstance(model, str):
         net, notes = _build(model, img_size, pretrained, checkpoint, ema, model_kwargs)
     elif pretrained or checkpoint is not None or ema or model_kwargs:
@@ -97,24 +125,26 @@ def export_onnx(
     check = torch.randn(CHECK_BATCH, *size, generator=gen)
     batch = torch.export.Dim("batch", min=1, max=4096)
 
+    with use_kernels("torch"), torch.no_grad(), _converter_log() as converter_log:
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            dynamic_shapes=({0: batch},),
+            input_names=["images"],
+            output_names=["output"],
+            opset_version=opset,
+            verbose=False,
+        )
+        expected = net(check)
+    _check_opset(program.model_proto, opset, converter_log, path)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent, prefix=f".{path.stem}.")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with use_kernels("torch"), torch.no_grad():
-            program = torch.onnx.export(
-                net,
-                (example,),
-                dynamo=True,
-                dynamic_shapes=({0: batch},),
-                input_names=["images"],
-                output_names=["output"],
-                opset_version=opset,
-                verbose=False,
-            )
-            program.save(str(tmp))
-            expected = net(check)
+        program.save(str(tmp))
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         (got,) = session.run(None, {"images": check.numpy()})
         want = expected.numpy()
@@ -132,6 +162,45 @@ def export_onnx(
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.data").unlink(missing_ok=True)
     return ExportReport(path, size, opset, diff, scale, CHECK_BATCH, tuple(notes))
+
+
+class _Kept(logging.Handler):
+    """Keeps log records instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _converter_log() -> Iterator[list[logging.LogRecord]]:
+    """The version converter's log records, kept for an error message instead of printed (its failure
+    is a warning with a traceback, which would reach the user's terminal through logging's last resort)."""
+    kept = _Kept()
+    logger = logging.getLogger(_CONVERTER_LOGGER)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(kept)
+    try:
+        yield kept.records
+    finally:
+        logger.removeHandler(kept)
+        logger.propagate = propagate
+
+
+def _check_opset(proto: Any, opset: int, converter_log: list[logging.LogRecord], path: Path) -> None:
+    """Refuse a graph whose default-domain opset is not ``opset`` (the converter failed), naming why."""
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if written == opset:
+        return
+    failures = [r.exc_info[1] for r in converter_log if r.exc_info and r.exc_info[1] is not None]
+    why = f": {str(failures[-1]).strip().splitlines()[0]}" if failures else ""
+    raise ValueError(
+        f"the ONNX converter could not bring this graph from opset {written} to {opset}{why}; "
+        f"opset {BASE_OPSET} always works; {path} was not written"
+    )
 
 
 def _build(

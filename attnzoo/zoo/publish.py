@@ -6,7 +6,8 @@ The folder is what ``timm.models.push_to_hf_hub`` uploads (``model.safetensors``
 file and its SHA-256, so ``timm.create_model("hf-hub:<repo>", pretrained=True)`` loads it (after
 ``import attnzoo``). The weights are read and converted with
 :func:`attnzoo.zoo.convert.load_for_model` and loaded into the model strictly before anything is
-written; the folder is built beside the target and moved into place only when complete, so a failed
+written; the folder is built beside the target (``.<name>.*``, removed however the conversion ends,
+Ctrl-C and SIGTERM included) and moved into place only when complete, so a failed or interrupted
 conversion leaves an existing folder as it was.
 """
 
@@ -29,6 +30,7 @@ from attnzoo.zoo.card import model_card
 from attnzoo.zoo.convert import checkpoint_classes, load_for_model, load_into
 from attnzoo.zoo.facts import count_params
 from attnzoo.zoo.registry import require_model
+from attnzoo.zoo.targets import check_target, replace_folder
 
 __all__ = ["PROVENANCE_FILE", "ConvertedCheckpoint", "convert_checkpoint", "push_folder"]
 
@@ -67,11 +69,13 @@ def convert_checkpoint(
     a timm ``train.py`` or an mmdet / mmseg (AttnZooBackbone) checkpoint, read by
     :func:`attnzoo.zoo.convert.load_for_model`; ``ema``: its EMA weights instead of the trained ones.
 
-    Raises ``ValueError`` for an unknown model or a checkpoint that does not fit it, and
-    ``FileExistsError`` when ``folder`` exists and ``overwrite`` is false.
+    Raises ``ValueError`` for an unknown model or a checkpoint that does not fit it,
+    ``FileExistsError`` when ``folder`` exists and ``overwrite`` is false, and another ``OSError``
+    when no folder can be written there (a file, the current folder, a parent without permission):
+    all before any work.
     """
     require_model(model_name)
-    checkpoint, folder = Path(checkpoint), Path(folder)
+    checkpoint, folder = Path(checkpoint), check_target(folder, folder=True)
     if folder.exists() and not overwrite:
         raise FileExistsError(f"{folder} exists; pass overwrite=True (--overwrite) to replace it")
     converted, notes = load_for_model(model_name, checkpoint, ema=ema)
@@ -93,25 +97,10 @@ def convert_checkpoint(
             attnzoo=attnzoo_version,
         )
         (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-        _replace(folder, staging)
+        replace_folder(folder, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ConvertedCheckpoint(folder, model_name, model.num_classes, count_params(model), sha, tuple(notes))
-
-
-def _replace(folder: Path, staging: Path) -> None:
-    """Move ``staging`` to ``folder``; an old ``folder`` is deleted only once the new one is in place."""
-    if not folder.exists():
-        staging.rename(folder)
-        return
-    old = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
-    folder.rename(old)
-    try:
-        staging.rename(folder)
-    except OSError:
-        old.rename(folder)
-        raise
-    shutil.rmtree(old)
 
 
 def push_folder(

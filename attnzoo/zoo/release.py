@@ -144,7 +144,11 @@ def run_release(
     private: bool = False,
     progress: bool = True,
 ) -> list[ReleaseOutcome]:
-    """Convert and (with ``push``) publish every ``publish`` step; a failed step does not stop the rest."""
+    """Convert and (with ``push``) publish every ``publish`` step; a failed step does not stop the rest.
+
+    Whatever fails in a step (a download, a file that does not fit, the Hub) is its outcome's detail,
+    on one line; Ctrl-C and SIGTERM stop the whole release, after each step's clean-up has run.
+    """
     workdir = Path(workdir)
     hub = HubRepos(private=private) if push else None
     outcomes = []
@@ -152,9 +156,17 @@ def run_release(
     for step in tqdm(todo, desc="release", unit="model", disable=not progress):
         try:
             outcomes.append(_release_one(step, workdir, hub, progress))
-        except (SourceUnavailable, OSError, ValueError) as err:
-            outcomes.append(ReleaseOutcome(step, "failed", str(err).splitlines()[0]))
+        except Exception as err:  # noqa: BLE001 - reported as the step's outcome; the next step runs
+            outcomes.append(ReleaseOutcome(step, "failed", _first_line(err)))
     return outcomes
+
+
+def _first_line(err: Exception) -> str:
+    """What went wrong, on one line; the exception's type where it has no message or is not ours."""
+    line = next((part.strip() for part in str(err).splitlines() if part.strip()), "")
+    if line and isinstance(err, (SourceUnavailable, OSError, ValueError)):
+        return line
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
 def _release_one(step: ReleaseStep, workdir: Path, hub: HubRepos | None, progress: bool) -> ReleaseOutcome:

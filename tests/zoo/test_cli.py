@@ -1,4 +1,6 @@
-"""The ``attnzoo`` command run in-process, and the FLOP counter on a hand-computable model."""
+"""The ``attnzoo`` command run in-process, and the FLOP counter on a hand-computable model.
+
+User errors of every subcommand (and signals) are in test_cli_errors.py."""
 
 from __future__ import annotations
 
@@ -116,21 +118,6 @@ def test_bench_one_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert row[4] == "torch"  # CPU: the dispatch rule picks the reference kernels
     assert float(row[5]) > 0
     assert "bench" in captured.err  # the tqdm bar goes to stderr, never into the table
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["info", "no_such_model"],
-        ["bench", "no_such_model", "--iters", "1"],
-    ],
-)
-def test_unknown_model_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert "no_such_model" in captured.err
-    assert "Traceback" not in captured.err
-    assert captured.out == ""
 
 
 def test_usage_error_returns_status(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import timm
@@ -57,6 +58,44 @@ def test_failed_check_keeps_existing_file(tmp_path):
     assert list(tmp_path.iterdir()) == [path], "temporary files were left behind"
 
 
+def _written_opset(path) -> int:
+    """The default-domain opset in an ONNX file's header, as the onnx package reads it."""
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _tiny_net() -> torch.nn.Module:
+    """A classifier of a few ops (GELU included): cheap to export at any opset."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(3, 4, 3), torch.nn.GELU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(4, 5)).eval()
+
+
+def test_the_opset_asked_for_is_the_opset_written(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    report = export_onnx(_tiny_net(), path, img_size=16, opset=19)
+    assert report.opset == _written_opset(path) == 19
+
+
+def test_an_opset_the_converter_misses_is_refused_not_written(tmp_path, monkeypatch):
+    """torch.onnx keeps its own opset when the ONNX converter fails (it only logs a warning): simulated
+    by an exporter that ignores the opset asked for."""
+    export = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **kw: export(*a, **{**kw, "opset_version": 18}))
+    path = tmp_path / "tiny.onnx"
+    with pytest.raises(ValueError, match="from opset 18 to 19.*was not written"):
+        export_onnx(_tiny_net(), path, img_size=16, opset=19)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("opset", [13, 17, 99])
+def test_an_opset_outside_the_supported_range_is_refused_before_any_work(opset, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.onnx, "export", None)  # never reached
+    with pytest.raises(ValueError, match=f"opset {opset} is not supported: attnzoo exports opsets 18 to"):
+        export_onnx(_tiny_net(), tmp_path / "tiny.onnx", opset=opset)
+    assert not list(tmp_path.iterdir())
+
+
 def test_unknown_model_is_named():
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
         export_onnx("no_such_net", "unused.onnx")
@@ -65,8 +104,9 @@ def test_unknown_model_is_named():
 def test_cli_export(tmp_path, capsys):
     path = tmp_path / "out.onnx"
     assert main(["export", "az_convit_tiny", str(path), "--img-size", "64"]) == 0
-    assert path.is_file()
-    assert "max |diff|" in capsys.readouterr().out
+    assert _written_opset(path) == 18  # the default
+    out = capsys.readouterr().out
+    assert "opset 18" in out and "max |diff|" in out
 
 
 # ------------------------------------------------------------------- exporting trained weights
@@ -151,10 +191,10 @@ def test_cli_export_pretrained_unavailable_is_one_line(hub_cache, tmp_path, caps
 
 def test_cli_export_weight_flags(tmp_path, capsys):
     out = str(tmp_path / "out.onnx")
-    assert main(["export", WEIGHTED, out, "--pretrained", "--checkpoint", "c.pth"]) == 2
-    assert "not allowed with argument" in capsys.readouterr().err
     ckpt = tmp_path / "list.pth"
     torch.save([torch.zeros(2)], ckpt)
+    assert main(["export", WEIGHTED, out, "--pretrained", "--checkpoint", str(ckpt)]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
     assert main(["export", WEIGHTED, out, "--checkpoint", str(ckpt)]) == 2
     assert capsys.readouterr().err == f"attnzoo export: error: {ckpt} holds a list, not a state dict\n"
     assert not (tmp_path / "out.onnx").exists()

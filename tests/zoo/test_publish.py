@@ -13,6 +13,7 @@ import torch
 from attnzoo.cli import main
 from attnzoo.zoo import convert_official
 from attnzoo.zoo.publish import convert_checkpoint, push_folder
+from attnzoo.zoo.targets import replace_folder
 from tests.helpers.parity import load_golden, official_state_dict
 
 COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -88,6 +89,46 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_folder_alone(tmp_path: Path) 
     # and a good one replaces it
     convert_checkpoint("az_convit_tiny", official_checkpoint(tmp_path), folder, overwrite=True)
     assert not (folder / "notes.txt").exists() and (folder / "model.safetensors").is_file()
+
+
+def _fail_first_move_onto(folder: Path, error: BaseException, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first rename onto ``folder`` (the finished folder moving into place) raises ``error``."""
+    rename, failed = Path.rename, []
+
+    def first_fails(self: Path, target) -> Path:
+        if Path(target) == folder and not failed:
+            failed.append(self)
+            raise error
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", first_fails)
+
+
+def test_a_failed_final_move_puts_the_old_folder_back(tmp_path: Path, monkeypatch) -> None:
+    ckpt, folder = official_checkpoint(tmp_path), tmp_path / "out"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("user data")
+    _fail_first_move_onto(folder, OSError(18, "Invalid cross-device link"), monkeypatch)
+    with pytest.raises(OSError, match="cross-device"):
+        convert_checkpoint("az_convit_tiny", ckpt, folder, overwrite=True)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert (folder / "notes.txt").read_text() == "user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.name, "out"], "staging or old copy left"
+
+
+def test_an_interrupt_between_the_moves_puts_the_old_folder_back(tmp_path: Path, monkeypatch) -> None:
+    folder, staging = tmp_path / "out", tmp_path / ".out.staging"
+    for path, text in ((folder, "old"), (staging, "new")):
+        path.mkdir()
+        (path / "weights").write_text(text)
+    _fail_first_move_onto(folder, KeyboardInterrupt(), monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        replace_folder(folder, staging)
+    assert (folder / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.staging", "out"]  # the caller removes staging
+    replace_folder(folder, staging)  # and without the interrupt, the new one replaces it
+    assert (folder / "weights").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 def test_unknown_model_is_named(tmp_path: Path) -> None:
