@@ -10,12 +10,17 @@ __all__ = ["check_global_pool", "check_images", "check_output_fmt"]
 
 @register_notrace_function  # branches on the shape: torch.fx keeps it as one opaque call
 def check_images(x: torch.Tensor, in_chans: int, family: str) -> None:
-    """Raise ``ValueError`` unless ``x`` is a ``(B, in_chans, H, W)`` batch of images."""
-    if x.ndim != 4 or x.shape[1] != in_chans:
-        got = x.shape[1] if x.ndim == 4 else f"a {x.ndim}-d tensor"
+    """Raise ``ValueError`` unless ``x`` is a ``(B, in_chans, H, W)`` batch of images (rank first: a
+    single ``(C, H, W)`` image or a ``(B, T, C, H, W)`` clip is named as such, not as a channel count)."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"{family} expects 4-d (B, {in_chans}, H, W) images, got a {x.ndim}-d tensor of shape "
+            f"{tuple(x.shape)}" + (" (one image: add the batch axis, x[None])" if x.ndim == 3 else "")
+        )
+    if x.shape[1] != in_chans:
         raise ValueError(
             f"{family} expects (B, {in_chans}, H, W) images with {in_chans} input channels, "
-            f"got {got} channels (shape {tuple(x.shape)})"
+            f"got {x.shape[1]} channels (shape {tuple(x.shape)})"
         )
 
 

@@ -163,7 +163,7 @@ class ConViT(AttnZooViT):
         take, max_index = feature_take_indices(len(self.blocks), indices)
         blocks = self.blocks[: max_index + 1] if stop_early else self.blocks
         x, taken, (gh, gw) = self._run_blocks(x, blocks, take)
-        maps = [(self.norm(y) if norm else y).reshape(y.shape[0], gh, gw, -1) for y in taken]
+        maps = [(self.norm(y) if norm else y).unflatten(1, (gh, gw)) for y in taken]
         if output_fmt == "NCHW":
             maps = [y.permute(0, 3, 1, 2).contiguous() for y in maps]
         return maps if intermediates_only else (self.norm(x), maps)
@@ -208,9 +208,14 @@ FAMILY = register_family(
                     Source(url=f"https://dl.fbaipublicfiles.com/convit/{model}.pth"),
                 ),
                 top1=top1,
+                params_m=params_m,
                 reported_by="paper / official release",
             )
-            for model, top1 in (("convit_tiny", 73.1), ("convit_small", 81.3), ("convit_base", 82.4))
+            for model, top1, params_m in (
+                ("convit_tiny", 73.1, 6),
+                ("convit_small", 81.3, 27),
+                ("convit_base", 82.4, 86),
+            )
         ),
         goldens={"convit_tiny": "az_convit_tiny"},
         feature_cfg=dict(feature_cls="getter", out_indices=3),

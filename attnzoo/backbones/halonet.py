@@ -15,11 +15,13 @@ import torch
 from timm.layers import make_divisible
 from timm.models import register_model
 from timm.models.byobnet import ByoBlockCfg, ByobNet, ByoModelCfg, SelfAttnBlock
+from torch import nn
 
 from attnzoo._timm import byoanet_model_cfgs as timm_byoa_cfgs
+from attnzoo.backbones._checks import check_images
 from attnzoo.backbones._convert import StateDict, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
-from attnzoo.layers import HaloAttention
+from attnzoo.layers import EcaModule, HaloAttention
 
 __all__ = ["HaloNet", "convert_halonet"]
 
@@ -27,9 +29,21 @@ __all__ = ["HaloNet", "convert_halonet"]
 class HaloNet(ByobNet):
     """ByobNet whose halo layers are attnzoo's (any input size, Triton kernel on CUDA)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The input check runs before the stem's first convolution: every path (forward,
+        # forward_intermediates, and timm's features_only wrapper, which runs the stem's layers itself)
+        # goes through it.
+        first_conv = next(m for m in self.stem.modules() if isinstance(m, nn.Conv2d))
+        first_conv.register_forward_pre_hook(_check_stem_input)
+
     def no_weight_decay(self) -> set[str]:
         """Relative-position tables are embeddings: exclude them from weight decay."""
         return {name for name, _ in self.named_parameters() if ".pos_embed." in name}
+
+
+def _check_stem_input(conv: nn.Conv2d, args: tuple[torch.Tensor, ...]) -> None:
+    check_images(args[0], conv.in_channels, "HaloNet")
 
 
 class HaloBottleneck(SelfAttnBlock):
@@ -105,20 +119,28 @@ PAPER_VARIANTS: dict[str, tuple[int, int, float, float, int, int, int]] = {
 }
 
 
-def _swap_halo(layer: Any) -> Any:
-    return HaloAttention if layer == "halo" else layer
+# timm layer names -> attnzoo's layers: the halo attention, and ECA that also takes an empty batch.
+_ATTNZOO_LAYERS: dict[str, type[torch.nn.Module]] = {"halo": HaloAttention, "eca": EcaModule}
+
+
+def _swap(layer: Any) -> Any:
+    return _ATTNZOO_LAYERS.get(layer, layer) if isinstance(layer, str) else layer
 
 
 def _with_attnzoo_halo(cfg: ByoModelCfg) -> ByoModelCfg:
-    """A copy of a timm config whose 'halo' self-attention entries point at attnzoo's layer."""
+    """A copy of a timm config whose 'halo' self-attention and 'eca' attention entries point at
+    attnzoo's layers."""
 
     def block(b: ByoBlockCfg | tuple) -> ByoBlockCfg | tuple:
         if isinstance(b, tuple):
             return tuple(block(x) for x in b)
-        return replace(b, self_attn_layer=_swap_halo(b.self_attn_layer))
+        return replace(b, self_attn_layer=_swap(b.self_attn_layer), attn_layer=_swap(b.attn_layer))
 
     return replace(
-        cfg, blocks=tuple(block(b) for b in cfg.blocks), self_attn_layer=_swap_halo(cfg.self_attn_layer)
+        cfg,
+        blocks=tuple(block(b) for b in cfg.blocks),
+        self_attn_layer=_swap(cfg.self_attn_layer),
+        attn_layer=_swap(cfg.attn_layer),
     )
 
 
@@ -168,6 +190,9 @@ FAMILY = register_family(
                     tag,
                     (Source(hf_hub_id=f"timm/{model}.{tag}"), Source(url=_TIMM_RELEASE + file)),
                     top1=top1,
+                    params_m=dict(
+                        halonet26t=12.48, sehalonet33ts=13.69, halonet50ts=22.73, eca_halonext26ts=10.76
+                    )[model],
                     reported_by="timm",
                     cfg=cfg,
                 )
@@ -183,6 +208,8 @@ FAMILY = register_family(
                 Weights(
                     f"az_halonet_{h}",
                     "untrained",
+                    params_m=dict(h0=5.5, h1=8.1, h2=9.4, h3=11.8, h4=19.1, h5=30.7, h6=43.4, h7=67.4)[h],
+                    reported_by="paper (H-series table)",
                     cfg=dict(input_size=(3, size, size), pool_size=(size // 32, size // 32), crop_pct=1.0),
                     notes=("no weights released: the paper's H-series has no official code or checkpoints",),
                 )

@@ -157,6 +157,8 @@ FAMILY = register_family(
             Weights(
                 f"infvit_{mode}_{geometry}",
                 "untrained",
+                # The README's table gives the 4-block models only.
+                params_m={"pure_4l": 57.7, "linear_4l": 53.5}.get(f"{mode}_{geometry}"),
                 notes=("no weights released: the official repository ships code only",),
             )
             for geometry in _GEOMETRY

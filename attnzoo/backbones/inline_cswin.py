@@ -210,7 +210,7 @@ class InLineStripeAttention(_StripeAttention):
             out = linear_attention(q / r, k * r, v * r, q, k * r, kind="inline", scale=self.scale)
         b, c = x_mean.shape
         kernels = self.residual(x_mean.unsqueeze(-1)).reshape(b, c, 9)
-        kernels = kernels.repeat_interleave(v_map.shape[0] // b, dim=0)
+        kernels = kernels.repeat_interleave(v_map.shape[0] // max(b, 1), dim=0)  # windows per image
         local = apply_local_kernels(v_map, kernels).flatten(2).transpose(1, 2)
         return out.transpose(1, 2).flatten(2) + local
 

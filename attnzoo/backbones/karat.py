@@ -166,6 +166,17 @@ FAMILY = register_family(
             Weights(
                 f"karat_vit_{size}_g{grid}{sharing}",
                 "untrained",
+                # The paper's Table 1 (also on the official project page, docs/index.html): the six
+                # headline variants only.
+                params_m={
+                    "tiny_g3b": 6.29,
+                    "tiny_g3u": 5.59,
+                    "small_g3b": 23.58,
+                    "small_g3u": 22.18,
+                    "base_g1b": 87.51,
+                    "base_g1u": 85.95,
+                }.get(f"{size}_g{grid}{sharing}"),
+                reported_by="paper Table 1 / official project page",
                 notes=(
                     "no weights released: the official repository has published neither code nor weights",
                 ),

@@ -278,6 +278,9 @@ FAMILY = register_family(
                 f"mala_{size.lower()}",
                 "in1k",
                 (Source(hf_hub_id="aldjalkdf/MAViT", filename=f"MALA_{size}.pth"),),
+                # The README states no counts; the paper's abstract states S's (27M).
+                params_m={"S": 27}.get(size),
+                reported_by="paper",
                 notes=(
                     "official weights on the Hub (aldjalkdf/MAViT, linked from the official README); the "
                     "repository has no licence file, so attnzoo links them and never re-hosts them",

@@ -1,8 +1,9 @@
 """The registry of attnzoo's kernel ops: one :class:`KernelSpec` per op, filled as op packages import.
 
 A spec holds what the kernel battery (``tests/kernels/test_kernel_battery.py``) needs to check an op
-against its reference -- a random problem, the reference, the dtypes and tolerances -- so a new op
-adds a spec, not test code. :func:`op_names` maps the ``torch.ops.attnzoo`` names (forward and
+against its reference -- a random problem, the reference, the public op, the dtypes and tolerances,
+which inputs are indices and which may keep their own dtype (to build bad inputs) -- so a new op adds
+a spec, not test code. :func:`op_names` maps the ``torch.ops.attnzoo`` names (forward and
 backward) back to kernel names, e.g. for ``attnzoo bench``'s kernels column. Importable without
 Triton: the specs name their ops, which exist only once Triton has registered them.
 """
@@ -18,6 +19,7 @@ import torch
 __all__ = [
     "DEFAULT_TOLERANCES",
     "KERNELS",
+    "IndexBound",
     "NAMESPACE",
     "KernelSpec",
     "Problem",
@@ -31,6 +33,9 @@ NAMESPACE = "attnzoo"
 
 # (tensors, args): the tensor inputs of one problem and the rest of the reference's arguments.
 Problem = tuple[list[torch.Tensor], tuple[Any, ...]]
+
+# The exclusive upper bound of an index tensor's values, from the problem's (tensors, args).
+IndexBound = Callable[[Sequence[torch.Tensor], tuple[Any, ...]], int]
 
 # (atol, rtol) of kernel vs the fp32 reference on the same rounded inputs (gradients: atol scaled by
 # the gradient's magnitude).
@@ -65,15 +70,22 @@ class KernelSpec:
     """One kernel op: how to make a problem, run the Triton op on it, and what it must equal.
 
     ``reference(*tensors, *args)`` is the plain-torch result; the forward op's first output must match
-    it, in value and input gradients. ``op_inputs(tensors, args)`` gives the forward op's arguments
-    (default: ``(*tensors, *args)``).
+    it, in value and input gradients. ``public(*tensors, *args)`` calls the public op (checks, then
+    the dispatch rule), which must equal it under either backend and refuse bad inputs.
+    ``op_inputs(tensors, args)`` gives the forward op's arguments (default: ``(*tensors, *args)``).
+    ``indices`` maps the position of each integer index tensor to the bound its values stay below;
+    ``own_dtype`` lists the floating tensors that may differ in dtype from the rest (all others must
+    share one dtype).
     """
 
     name: str
     make_problem: Callable[[int], Problem]
     reference: Callable[..., torch.Tensor]
+    public: Callable[..., torch.Tensor]
     differentiable: tuple[bool, ...]  # which of a problem's tensors take gradients
     op_inputs: Callable[[Sequence[torch.Tensor], tuple[Any, ...]], tuple[Any, ...]] = _all_inputs
+    indices: Mapping[int, IndexBound] = field(default_factory=dict)
+    own_dtype: tuple[int, ...] = ()
     dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
     tolerances: Mapping[torch.dtype, tuple[float, float]] = field(
         default_factory=lambda: dict(DEFAULT_TOLERANCES)
@@ -104,6 +116,10 @@ class KernelSpec:
     def run_reference(self, tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> torch.Tensor:
         """The reference's result on one problem."""
         return self.reference(*tensors, *args)
+
+    def run_public(self, tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> torch.Tensor:
+        """The public op's result on one problem (the backend in force decides the path)."""
+        return self.public(*tensors, *args)
 
 
 KERNELS: dict[str, KernelSpec] = {}

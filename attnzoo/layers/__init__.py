@@ -2,6 +2,7 @@
 
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
 from attnzoo.layers.contmix import ContMix
+from attnzoo.layers.eca import EcaModule
 from attnzoo.layers.fourier_karat import FourierKArAtAttention, FourierOperator
 from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention
 from attnzoo.layers.halo_attention import HaloAttention, RelPosTables
@@ -17,6 +18,7 @@ __all__ = [
     "ConnectivityPredictor",
     "ContMix",
     "DilatedReparamBlock",
+    "EcaModule",
     "FourierKArAtAttention",
     "FourierOperator",
     "GatedPositionalSelfAttention",

@@ -98,7 +98,7 @@ class BiLevelRoutingAttention(nn.Module):
         m = self.num_heads
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(b, h, w, m, -1).permute(0, 3, 1, 2, 4)
+            return t.unflatten(-1, (m, -1)).permute(0, 3, 1, 2, 4)  # sizes the heads of an empty batch too
 
         out = bilevel_routing_attention(heads(q), heads(k), heads(v), idx, (rh, rw), self.scale)
         out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, self.dim)

@@ -103,7 +103,7 @@ class HaloAttention(nn.Module):
         b, _, h, w = x.shape
         x = x.reshape(b, self.num_heads, sum(dims), h, w).permute(0, 1, 3, 4, 2)
         parts = torch.split(x, dims, dim=-1)  # indexed, not iterated: torch.fx cannot iterate it
-        return [parts[i].reshape(b * self.num_heads, h, w, -1) for i in range(len(dims))]
+        return [parts[i].reshape(b * self.num_heads, h, w, dims[i]) for i in range(len(dims))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_channels(x, self.dim)

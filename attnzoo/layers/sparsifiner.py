@@ -163,8 +163,9 @@ class ConnectivityPredictor(nn.Module):
         budget = self.budget(n)
         if token_mask is not None:
             approx[..., 1:] = approx[..., 1:].masked_fill(~token_mask[:, None, None, :], float("-inf"))
-            # Official: the budget never exceeds the live patch tokens (of the first image).
-            budget = max(1, min(budget, int(token_mask[0].sum())))
+            # Official: the budget never exceeds the live patch tokens (of the first image, if any).
+            if token_mask.shape[0]:
+                budget = max(1, min(budget, int(token_mask[0].sum())))
         return top_keys(approx, budget)
 
 

@@ -9,7 +9,18 @@ from timm.models.convit import GPSA
 
 import attnzoo
 from attnzoo.backbones.convit import ConViT, convert_convit
-from attnzoo.layers.gpsa import GatedPositionalSelfAttention, relative_offsets
+from attnzoo.layers.gpsa import GatedPositionalSelfAttention, MultiHeadSelfAttention, relative_offsets
+from attnzoo.zoo import list_models
+
+# The official defaults (facebookresearch/convit convit.py): 10 GPSA blocks of 12, locality strength 1,
+# every gating parameter 1, and GPSA's local init (v the identity, pos_proj a k x k kernel of offsets).
+OFFICIAL_LOCAL_UP_TO_LAYER = 10
+OFFICIAL_LOCALITY_STRENGTH = 1.0
+OFFICIAL_GATING_INIT = 1.0
+# Default tier: ConViT-Ti; slow tier: every variant.
+VARIANTS = [
+    n if n == "az_convit_tiny" else pytest.param(n, marks=pytest.mark.slow) for n in list_models("convit")
+]
 
 
 def _pair(**kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -180,3 +191,49 @@ def test_pretrained_cfgs():
         assert cfg.url == f"https://dl.fbaipublicfiles.com/convit/convit_{name}.pth"
         assert cfg.paper_ids == "arXiv:2103.10697" and cfg.license == "apache-2.0"
         assert any(str(top1) in n for n in cfg.notes)
+
+
+def _kernel_rows(heads: int) -> torch.Tensor:
+    """The local init's ``pos_proj`` rows: head p attends around the p-th offset (dx, dy) of a k x k kernel
+    centred on the query (row-major over dx, then dy), as ``[2 dx, 2 dy, -1]`` times the locality strength."""
+    k = int(heads**0.5)
+    offsets = torch.arange(k, dtype=torch.float32) - (k - 1) / 2
+    dx, dy = torch.meshgrid(offsets, offsets, indexing="ij")
+    rows = torch.stack((2 * dx.flatten(), 2 * dy.flatten(), -torch.ones(k * k)), dim=1)
+    return OFFICIAL_LOCALITY_STRENGTH * rows
+
+
+def test_kernel_rows_of_four_heads():
+    """ConViT-Ti's 2 x 2 kernel, written out: offsets of +-1/2 patch around the query."""
+    want = torch.tensor([[-1.0, -1, -1], [-1, 1, -1], [1, -1, -1], [1, 1, -1]])
+    torch.testing.assert_close(_kernel_rows(4), want, rtol=0, atol=0)
+
+
+def _assert_official_init(model: ConViT) -> None:
+    heads = model.blocks[0].attn.num_heads
+    k2 = int(heads**0.5) ** 2
+    for i, blk in enumerate(model.blocks):
+        attn = blk.attn
+        if i >= OFFICIAL_LOCAL_UP_TO_LAYER:
+            assert type(attn) is MultiHeadSelfAttention, f"block {i} should be plain self-attention"
+            continue
+        assert isinstance(attn, GatedPositionalSelfAttention), f"block {i} should be GPSA"
+        assert attn.locality_strength == OFFICIAL_LOCALITY_STRENGTH
+        torch.testing.assert_close(attn.gating_param.detach(), torch.full((heads,), OFFICIAL_GATING_INIT))
+        torch.testing.assert_close(attn.pos_proj.weight.detach()[:k2], _kernel_rows(heads), rtol=0, atol=0)
+        torch.testing.assert_close(attn.pos_proj.bias.detach(), torch.zeros(heads), rtol=0, atol=0)
+        torch.testing.assert_close(attn.v.weight.detach(), torch.eye(attn.dim), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_registered_models_start_at_the_official_init(name):
+    """What is built, not the constructor's defaults: gating, locality strength and the local init."""
+    model = timm.create_model(name)
+    assert len(model.blocks) == 12 and model.local_up_to_layer == OFFICIAL_LOCAL_UP_TO_LAYER
+    _assert_official_init(model)
+
+
+def test_convit_built_directly_starts_at_the_official_init():
+    model = ConViT(img_size=32, patch_size=16, embed_dim=36, depth=11, num_heads=9, num_classes=3)
+    assert model.local_up_to_layer == OFFICIAL_LOCAL_UP_TO_LAYER
+    _assert_official_init(model)

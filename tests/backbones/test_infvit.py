@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import timm
 import torch
@@ -14,6 +16,11 @@ from attnzoo.zoo import list_models
 from tests.helpers.parity import golden_input, load_golden, official_state_dict
 
 TINY = "infvit_pure_tiny_patch16_224"
+# The official builder (examples/custom_transformer.py: ImageClassifier -> InfSATransformerEncoder) starts
+# every layer at rho = 0.9; InfSAAttention's own default (0.95) is not what the model gets.
+OFFICIAL_RHO_INIT = 0.9
+# Default tier: the ViT-Ti geometry of each mode; slow tier: every variant.
+VARIANTS = [n if "tiny" in n else pytest.param(n, marks=pytest.mark.slow) for n in list_models("infvit")]
 
 
 def test_registered_names():
@@ -34,6 +41,24 @@ def test_4l_is_the_official_geometry(mode):
     assert model.blocks[0].mlp.fc1.out_features == 4096
     assert all(m.eps == 1e-5 for m in model.modules() if isinstance(m, torch.nn.LayerNorm))
     assert attn.rho_logit.shape == () and attn.scale == 64**-0.5
+
+
+def _assert_official_rho(model: InfViT) -> None:
+    logit = torch.tensor(math.log(OFFICIAL_RHO_INIT / (1.0 - OFFICIAL_RHO_INIT)))
+    assert len(model.blocks) > 0
+    for i, blk in enumerate(model.blocks):
+        torch.testing.assert_close(blk.attn.rho_logit.detach(), logit, msg=lambda m, i=i: f"block {i}: {m}")
+        torch.testing.assert_close(blk.attn.rho.detach(), torch.tensor(OFFICIAL_RHO_INIT))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_block_starts_at_the_official_rho(name):
+    """What is built, not the argument's default: every layer's rho_logit holds logit(0.9)."""
+    _assert_official_rho(timm.create_model(name))
+
+
+def test_infvit_built_directly_starts_at_the_official_rho():
+    _assert_official_rho(InfViT(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2))
 
 
 def test_rho_init_and_rho_trains():

@@ -53,9 +53,28 @@ def test_routing_is_topk_of_region_means():
     kr = k.reshape(2, 2, 4, 3, 4, 6).mean((2, 4)).reshape(2, 6, 6)
     want = torch.topk(qr @ kr.transpose(1, 2), 3, dim=-1).indices
     assert torch.equal(idx, want)
-    # padded sizes: padding does not dilute the means; k is capped at the region count
-    idx = bilevel_routing(q[:, :7, :5], k[:, :7, :5], (4, 4), 9, 0.5)
-    assert idx.shape == (2, 4, 4)
+
+
+def _region_means(x: torch.Tensor, rh: int, rw: int) -> torch.Tensor:
+    """``[B, R, C]``: the mean of each region's real tokens, region by region (row-major)."""
+    _, h, w, _ = x.shape
+    return torch.stack(
+        [x[:, y : y + rh, z : z + rw].mean((1, 2)) for y in range(0, h, rh) for z in range(0, w, rw)], 1
+    )
+
+
+@pytest.mark.parametrize("topk", [2, 3, 9])
+def test_routing_of_a_padded_map(topk):
+    """A 7 x 5 map in 4 x 4 regions (16, 4, 12 and 3 real tokens): the routed regions are the top-k
+    of the affinities of the real-token means (padding does not dilute them), best first, and k is
+    capped at the region count."""
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(3, 7, 5, 6, generator=gen), torch.randn(3, 7, 5, 6, generator=gen)
+    idx = bilevel_routing(q, k, (4, 4), topk, 0.5)
+    affinity = (_region_means(q, 4, 4) * 0.5) @ _region_means(k, 4, 4).transpose(1, 2)  # [B, 4, 4]
+    assert idx.shape == (3, 4, min(topk, 4))
+    best = affinity.topk(min(topk, 4), dim=-1).values
+    torch.testing.assert_close(affinity.gather(-1, idx), best, rtol=1e-6, atol=1e-6)
 
 
 def test_region_grid():
@@ -89,6 +108,26 @@ def test_padding_is_never_attended():
     with use_kernels("triton"):
         kern = bilevel_routing_attention(*crop, idx.to(DEVICE), (rh, rw), 0.3)
     torch.testing.assert_close(kern.cpu(), got, atol=2e-5, rtol=2e-5)
+
+
+def test_kernel_masks_out_of_range_index_when_unchecked():
+    """Called as the raw op (no checks, as under a compiled graph), an out-of-range routing index is
+    a region not routed to: forward and gradients equal the reference without it, nothing outside
+    k / v is read."""
+    gen = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(1, 2, 6, 5, 8, generator=gen) for _ in range(3))
+    good = torch.stack([torch.randperm(4, generator=gen)[:2] for _ in range(4)])[None]  # 2x2 regions
+    bad = torch.cat([good, torch.tensor([-1, 4, 10**6, -(10**6)]).reshape(1, 4, 1)], dim=-1)
+    leaves = [t.to(DEVICE).requires_grad_() for t in (q, k, v)]
+    out, _ = torch.ops.attnzoo.bilevel_routing_attention(*leaves, bad.to(DEVICE, torch.int32), 3, 3, 0.3)
+    grad = torch.randn(out.shape, generator=gen)
+    out.backward(grad.to(DEVICE))
+    ref_leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    want = bilevel_routing_attention_reference(*ref_leaves, good, (3, 3), 0.3)
+    want.backward(grad)
+    torch.testing.assert_close(out.detach().cpu(), want.detach(), atol=2e-5, rtol=2e-5)
+    for got, ref in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(got.grad.cpu(), ref.grad, atol=1e-4, rtol=1e-4)
 
 
 def test_dispatch_uses_kernel_only_when_asked():

@@ -45,9 +45,7 @@ def test_recurrence_at_large_scores_and_grid(grid):
 
 def test_dispatch_and_batched_layout():
     """The public function on [B, H, N, D]: the kernel (forced) equals the reference, values and grads."""
-    q, k, coef = make_problem(1)[0]
-    heads = coef.shape[0]
-    q4, k4 = q.unflatten(0, (-1, heads)), k.unflatten(0, (-1, heads))
+    q4, k4, coef = make_problem(1)[0]
 
     def kernel(*t):
         with use_kernels("triton"):

@@ -34,6 +34,22 @@ def test_eps_and_scale_are_honoured(op):
     assert (REFERENCES[op](q, k, v, scale=scale, eps=eps) - default).abs().max() > 1e-3
 
 
+PUBLIC = {"pure": infsa_pure, "linear": infsa_linear}
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("op", ["pure", "linear"])
+def test_public_functions_honour_scale_and_eps(op, backend):
+    """The public functions pass a non-default scale / eps on, on both paths (a large eps makes the
+    scale visible, see above), and apply rho."""
+    q, k, v = (t.to(DEVICE) for t in random_qkv(2))
+    eps, scale = 0.05, 0.3
+    with use_kernels(backend):
+        out = PUBLIC[op](q, k, v, 0.7, scale, eps)
+    want = REFERENCES[op](*(t.cpu() for t in (q, k, v)), scale=scale, eps=eps)
+    torch.testing.assert_close(out.cpu(), 0.7 * want, atol=2e-5, rtol=2e-5)
+
+
 def test_reference_is_the_official_formula_float64():
     """Pure: rho * relu(qs ks^T) / (||.||_F + eps) @ v; linear: energy-pooled query, relu weights."""
     q, k, v = (t.double() for t in random_qkv(3))

@@ -4,17 +4,27 @@ Per op: the Triton op vs its reference on random problems (forward and input gra
 dtype), and ``torch.library.opcheck`` of its forward op and of its backward op (called with the
 arguments autograd really passes it). Under TRITON_INTERPRET on CPU: fp32 / fp16, and the schema,
 autograd-registration and fake-tensor checks; on CUDA also bf16 and the AOT-dispatch check.
+
+The public op, under each backend: equal to the reference, and refusing bad inputs with a ValueError
+(or TypeError) that names the op and the problem, before anything runs: out-of-range indices (where
+the spec declares ``indices``), mixed dtypes (but for the spec's ``own_dtype`` tensors), mixed
+devices, one input of the wrong rank, one input whose first dimension disagrees with the rest.
 """
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from attnzoo.kernels import use_kernels
 from attnzoo.kernels.registry import KERNELS, KernelSpec, op_names
 from tests.helpers.kernel_check import DEVICE, DTYPE_IDS, check_spec, dtype_marks
 
 SEEDS = range(6)
 OPCHECK_SEED = 2
+PUBLIC_SEED = 4  # linear_attention's seed 4 passes a non-default scale
+BACKENDS = ("torch", "triton")
 CHECKS = ("test_schema", "test_autograd_registration", "test_faketensor")
 GPU_CHECKS = ("test_aot_dispatch_dynamic",) if DEVICE == "cuda" else ()
 
@@ -88,11 +98,117 @@ def test_registry_holds_every_op():
     the ``attnzoo`` torch.library namespace (forward and backward) maps back to a registered kernel."""
     assert {"halo_attention", "bilevel_routing_attention", "infsa_pure", "infsa_linear"} <= set(KERNELS)
     for name, spec in KERNELS.items():
-        assert spec.name == name and callable(spec.reference)
+        assert spec.name == name and callable(spec.reference) and callable(spec.public)
         tensors, args = spec.make_problem(0)
         assert len(spec.differentiable) == len(tensors)
+        assert all(not tensors[i].is_floating_point() for i in spec.indices), "indices must be integer"
+        assert all(tensors[i].is_floating_point() for i in spec.own_dtype)
         out = spec.run([t.to(DEVICE) for t in tensors], args)
         assert spec.run_reference(tensors, args).shape == out.shape
     in_library = {op for op in torch._C._dispatch_get_all_op_names() if op.startswith("attnzoo::")}
     assert in_library == set(op_names())
     assert op_names()["attnzoo::infsa_linear_backward"] == "infsa_linear"
+
+
+def _backend_cases(names: list[str]) -> list:
+    return [pytest.param(name, backend, id=f"{name}-{backend}") for name in names for backend in BACKENDS]
+
+
+def _problem(spec: KernelSpec) -> tuple[list[torch.Tensor], tuple]:
+    tensors, args = spec.make_problem(PUBLIC_SEED)
+    return [t.to(DEVICE) for t in tensors], args
+
+
+@pytest.mark.parametrize(("name", "backend"), _backend_cases(list(KERNELS)))
+def test_public_op_matches_reference(name, backend):
+    """The public op passes every argument on, whichever path it takes (fp32, forward)."""
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    with use_kernels(backend):
+        out = spec.run_public(tensors, args)
+    want = spec.run_reference([t.cpu() for t in tensors], args)
+    torch.testing.assert_close(out.cpu(), want, atol=2e-5, rtol=2e-5)
+
+
+def _assert_refused(spec: KernelSpec, backend: str, tensors: list, args: tuple, case: str, *words: str):
+    """The public op refuses ``tensors`` under ``backend`` with a ValueError / TypeError naming the op
+    and every one of ``words``; any other exception propagates."""
+    with use_kernels(backend):
+        try:
+            spec.run_public(tensors, args)
+        except (ValueError, TypeError) as err:
+            message = str(err)
+        else:
+            pytest.fail(f"{spec.name} under {backend!r} accepted {case}")
+    for word in (spec.name, *words):
+        assert word in message, f"{case}: {word!r} is not in the message {message!r}"
+
+
+def _replaced(tensors: list, position: int, tensor: torch.Tensor) -> list:
+    return [tensor if i == position else t for i, t in enumerate(tensors)]
+
+
+@pytest.mark.parametrize(("name", "backend"), _backend_cases([n for n, s in KERNELS.items() if s.indices]))
+def test_out_of_range_indices_are_refused(name, backend):
+    """-1 and the bound itself, in the last entry (the Triton path would read outside the tensor or
+    drop the entry); the reference refuses them with the same message."""
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    for position, bound in spec.indices.items():
+        limit = bound(tensors, args)
+        for bad in (-1, limit):
+            idx = tensors[position].clone()
+            idx.view(-1)[-1] = bad
+            case = _replaced(tensors, position, idx)
+            words = (str(bad), f"[0, {limit})")
+            _assert_refused(spec, backend, case, args, f"index {bad} in input {position}", *words)
+            with pytest.raises(ValueError, match=rf"{spec.name}.*{bad}.*\[0, {limit}\)"):
+                spec.run_reference(case, args)
+
+
+@pytest.mark.parametrize("name", [n for n, s in KERNELS.items() if s.indices])
+def test_index_checks_leave_compiled_graphs_whole(name):
+    """The range check reads values, so it stands aside while torch.compile traces: a fullgraph
+    compile of the public op still works (the kernels mask what it would have refused)."""
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    compiled = torch.compile(lambda *t: spec.run_public(t, args), fullgraph=True, backend="eager")
+    with use_kernels("torch"):
+        torch.testing.assert_close(compiled(*tensors), spec.run_reference(tensors, args))
+
+
+def _shared_dtype_inputs(spec: KernelSpec, tensors: list) -> Iterator[int]:
+    return (i for i, t in enumerate(tensors) if t.is_floating_point() and i not in spec.own_dtype)
+
+
+@pytest.mark.parametrize(("name", "backend"), _backend_cases(list(KERNELS)))
+def test_mixed_dtypes_are_refused(name, backend):
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    for i in _shared_dtype_inputs(spec, tensors):
+        other = torch.float64 if tensors[i].dtype != torch.float64 else torch.float32
+        case = _replaced(tensors, i, tensors[i].to(other))
+        _assert_refused(spec, backend, case, args, f"input {i} in {other}", "dtype", str(other))
+
+
+@pytest.mark.parametrize(("name", "backend"), _backend_cases(list(KERNELS)))
+def test_mixed_devices_are_refused(name, backend):
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    for i, t in enumerate(tensors):
+        case = _replaced(tensors, i, t.to("meta"))
+        _assert_refused(spec, backend, case, args, f"input {i} on meta", "device", "meta")
+
+
+@pytest.mark.parametrize(("name", "backend"), _backend_cases(list(KERNELS)))
+def test_wrong_ranks_and_shapes_are_refused(name, backend):
+    """One input with an extra trailing dimension, or with one fewer entry along its first dimension
+    (so it disagrees with the others)."""
+    spec = KERNELS[name]
+    tensors, args = _problem(spec)
+    for i, t in enumerate(tensors):
+        _assert_refused(
+            spec, backend, _replaced(tensors, i, t.unsqueeze(-1)), args, f"input {i} of rank {t.dim() + 1}"
+        )
+        short = _replaced(tensors, i, t[:-1])
+        _assert_refused(spec, backend, short, args, f"input {i} of shape {tuple(t[:-1].shape)}")

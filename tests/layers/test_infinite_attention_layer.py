@@ -10,8 +10,9 @@ from attnzoo.layers import InfiniteSelfAttention, swap_attention
 from tests.helpers.kernel_check import DEVICE
 
 
-def official_formula(layer: InfiniteSelfAttention, x: torch.Tensor) -> torch.Tensor:
-    """The official InfSAAttention forward written out from its separate q/k/v/out projections."""
+def official_formula(layer: InfiniteSelfAttention, x: torch.Tensor, drop=lambda a: a) -> torch.Tensor:
+    """The official InfSAAttention forward written out from its separate q/k/v/out projections;
+    ``drop`` stands for the attention dropout, applied to the weights (rho included)."""
     B, N, C = x.shape
     H, D = layer.num_heads, layer.head_dim
     wq, wk, wv = layer.qkv.weight.chunk(3)
@@ -25,14 +26,14 @@ def official_formula(layer: InfiniteSelfAttention, x: torch.Tensor) -> torch.Ten
     if layer.mode == "pure":
         a = torch.relu(q @ k.transpose(-1, -2))
         a = rho * a / (a.flatten(-2).norm(dim=-1)[..., None, None] + 1e-6)
-        o = a @ v
+        o = drop(a) @ v
     else:
         e = q.norm(dim=-1)
         w = e / (e.sum(-1, keepdim=True) + 1e-6)
         q_bar = torch.einsum("bhn,bhnd->bhd", w, q)
         a = torch.relu(torch.einsum("bhd,bhnd->bhn", q_bar, k))
         a = rho * a / (a.sum(-1, keepdim=True) + 1e-6)
-        o = (a[..., None] * v).sum(-2, keepdim=True).expand_as(v)
+        o = (drop(a)[..., None] * v).sum(-2, keepdim=True).expand_as(v)
     return layer.proj(o.transpose(1, 2).reshape(B, N, C))
 
 
@@ -97,6 +98,34 @@ def test_attention_dropout_only_in_training(mode):
         torch.manual_seed(0)
         c = layer(x)
     assert not torch.allclose(a, c)
+
+
+class FixedMask(torch.nn.Dropout):
+    """Attention dropout with a fixed mask, so the training path's math can be compared exactly."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__(p=0.5)
+        self.mask = mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask
+
+
+@pytest.mark.parametrize("mode", ["pure", "linear"])
+def test_dropout_path_is_the_official_math(mode):
+    """In training with attention dropout the weights are materialised and dropped: the result is the
+    official formula with the same mask on its weights, rho (0.6 here) included."""
+    layer = make(mode).train()
+    b, n = 2, 23
+    weights = (b, layer.num_heads, n, n) if mode == "pure" else (b, layer.num_heads, n)
+    gen = torch.Generator().manual_seed(0)
+    mask = (torch.rand(weights, generator=gen, dtype=torch.float64) > 0.3) / 0.7
+    layer.attn_drop = FixedMask(mask)
+    x = torch.randn(b, n, 32, dtype=torch.float64)
+    with use_kernels("torch"):
+        out = layer(x)
+    want = official_formula(layer, x, drop=lambda a: a * mask)
+    torch.testing.assert_close(out, want, rtol=0, atol=1e-13)
 
 
 def test_bad_arguments_are_named():

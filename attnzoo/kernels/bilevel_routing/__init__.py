@@ -14,7 +14,9 @@ Attention (:func:`bilevel_routing_attention`), per head: every query token of re
 one softmax, to all tokens of the regions ``idx[b, r, :]``. Layout:
 
 - ``q``, ``k``: ``[B, M, H, W, Dqk]`` and ``v``: ``[B, M, H, W, Dv]`` (M heads, unpadded maps);
-- ``idx``: ``[B, R, K]`` integer region indices, shared by the heads of one image.
+- ``idx``: ``[B, R, K]`` integer region indices in ``[0, R)``, shared by the heads of one image
+  (others raise a ValueError on both paths; while a graph is compiled or exported the check is
+  skipped and the kernels mask them, so nothing outside ``k`` / ``v`` is ever read).
 
 The reference gathers the K selected regions into a ``[B, M, R, K * T, D]`` copy as the official
 ``torch.gather`` path does. The Triton kernels read the selected regions straight from ``k`` / ``v``

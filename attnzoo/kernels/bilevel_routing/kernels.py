@@ -29,13 +29,15 @@ def _own_block(pid, NB, bh, T, H, W, NRW, RH, RW, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _listed_block(TABLE, base, start, n, bh, T, H, W, NRW, RH, RW, BLOCK: tl.constexpr):
+def _listed_block(TABLE, base, start, n, bh, T, H, W, NR, NRW, RH, RW, BLOCK: tl.constexpr):
     """Rows / mask of entries ``start .. start + BLOCK`` of a region list of ``n = len * T`` tokens:
-    entry ``e`` is token ``e % T`` of region ``TABLE[base + e // T]``."""
+    entry ``e`` is token ``e % T`` of region ``TABLE[base + e // T]``. A region outside ``[0, NR)``
+    (an unchecked routing index, as in a compiled graph) is masked: never read, never attended."""
     e = start + tl.arange(0, BLOCK)
     in_range = e < n
     region = tl.load(TABLE + base + e // T, mask=in_range, other=0)
-    return _token_rows(e % T, region, in_range, bh, H, W, NRW, RH, RW)
+    valid = in_range & (region >= 0) & (region < NR)
+    return _token_rows(e % T, tl.where(valid, region, 0), valid, bh, H, W, NRW, RH, RW)
 
 
 @triton.jit
@@ -64,7 +66,7 @@ def bra_fwd_kernel(
     nk = TOPK * T
     idx_base = (b * NR + r) * TOPK
     for start in range(0, nk, BK):
-        k_rows, k_mask = _listed_block(IDX, idx_base, start, nk, bh, T, H, W, NRW, RH, RW, BK)
+        k_rows, k_mask = _listed_block(IDX, idx_base, start, nk, bh, T, H, W, NR, NRW, RH, RW, BK)
         k = load_tile(K, k_rows, k_mask, DQK, BD)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
         s = tl.where(k_mask[None, :], s, float("-inf"))
@@ -95,7 +97,7 @@ def bra_bwd_dq_kernel(
     nk = TOPK * T
     idx_base = (b * NR + r) * TOPK
     for start in range(0, nk, BK):
-        k_rows, k_mask = _listed_block(IDX, idx_base, start, nk, bh, T, H, W, NRW, RH, RW, BK)
+        k_rows, k_mask = _listed_block(IDX, idx_base, start, nk, bh, T, H, W, NR, NRW, RH, RW, BK)
         k = load_tile(K, k_rows, k_mask, DQK, BD)
         v = load_tile(V, k_rows, k_mask, DV, BDV)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
@@ -121,7 +123,7 @@ def bra_bwd_dkdv_kernel(
     nq = (tl.load(OFF + b * (NR + 1) + r + 1) - first) * T
     src_base = b * NR * TOPK + first
     for start in range(0, nq, BQ):
-        q_rows, q_mask = _listed_block(SRC, src_base, start, nq, bh, T, H, W, NRW, RH, RW, BQ)
+        q_rows, q_mask = _listed_block(SRC, src_base, start, nq, bh, T, H, W, NR, NRW, RH, RW, BQ)
         q, do, lse, delta = _query_side(Q, DO, LSE, DELTA, q_rows, q_mask, DQK, DV, BD, BDV)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
         p, ds = softmax_grad_tile(s, lse, delta, do, v, q_mask[:, None] & k_mask[None, :], PRECISION)

@@ -6,17 +6,15 @@ import math
 
 import torch
 
-from attnzoo.kernels.bilevel_routing.reference import bilevel_routing_attention_reference, check_shapes
+from attnzoo.kernels.bilevel_routing.reference import check_inputs, routed_attention
 from attnzoo.kernels.dispatch import triton_available, use_triton
 
 __all__ = ["bilevel_routing_attention"]
 
 
-def _supported(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+def _supported(q: torch.Tensor, v: torch.Tensor) -> bool:
     return (
         q.dtype in (torch.float16, torch.bfloat16, torch.float32)
-        and k.dtype == q.dtype
-        and v.dtype == q.dtype
         and q.shape[-1] <= 128
         and v.shape[-1] <= 128
     )
@@ -30,16 +28,21 @@ def bilevel_routing_attention(
     region_size: tuple[int, int],
     scale: float,
 ) -> torch.Tensor:
-    """Routed attention through the dispatch rule (Triton kernel or the gather reference)."""
-    check_shapes(q, k, v, idx, region_size)
-    if use_triton(q, k, v, supported=_supported(q, k, v)):
+    """Routed attention through the dispatch rule (Triton kernel or the gather reference).
+
+    Routing indices outside ``[0, regions)`` raise a ValueError on both paths (one min / max, one
+    sync; not while a graph is compiled or exported, where the kernels mask them instead of reading
+    out of bounds).
+    """
+    grid = check_inputs(q, k, v, idx, region_size)
+    if use_triton(q, k, v, idx, supported=_supported(q, v)):
         rh, rw = region_size
         q, k, v = (t.contiguous() for t in (q, k, v))
         out, _ = torch.ops.attnzoo.bilevel_routing_attention(
             q, k, v, idx.to(torch.int32).contiguous(), int(rh), int(rw), float(scale)
         )
         return out
-    return bilevel_routing_attention_reference(q, k, v, idx, region_size, scale)
+    return routed_attention(q, k, v, idx, grid, scale)
 
 
 if triton_available():
@@ -118,7 +121,7 @@ if triton_available():
             BQ=bq, BK=tile(t * geo["TOPK"]), **_widths(q, v),
         )  # fmt: skip
         # For each key region, the query regions that routed to it.
-        src, off = invert_index(idx.reshape(b, -1), idx.shape[-1], geo["NR"])
+        src, off = invert_index(idx.flatten(1), idx.shape[-1], geo["NR"])
         bk = tile(t)
         nkb = triton.cdiv(t, bk)
         wrap_triton(bra_bwd_dkdv_kernel)[(geo["NR"] * nkb, b * m)](

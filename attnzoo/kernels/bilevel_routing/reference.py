@@ -7,12 +7,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+from attnzoo.kernels.checks import check_index_range, check_same_device, check_same_dtype
+
 __all__ = [
     "bilevel_routing",
     "bilevel_routing_attention_reference",
-    "check_shapes",
+    "check_inputs",
     "region_grid",
+    "routed_attention",
 ]
+
+OP = "bilevel_routing_attention"
 
 
 def region_grid(h: int, w: int, n_win: int) -> tuple[int, int, int, int]:
@@ -80,25 +85,32 @@ def bilevel_routing(
         return torch.topk(logits, k=min(topk, nrh * nrw), dim=-1).indices
 
 
-def check_shapes(
+def check_inputs(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, region_size: tuple[int, int]
 ) -> tuple[int, int, int, int]:
-    """The region grid ``(rh, rw, nrh, nrw)``; a ValueError naming the first inconsistent input."""
+    """The region grid ``(rh, rw, nrh, nrw)``; a ValueError naming the first bad input: ranks, shapes,
+    dtypes, devices (no sync), then the routing index's range (one min / max, see
+    :func:`~attnzoo.kernels.checks.check_index_range`). Both paths run it once, before dispatch."""
     if q.dim() != 5 or k.dim() != 5 or v.dim() != 5:
-        raise ValueError("bilevel_routing_attention expects q, k, v of shape [B, heads, H, W, D]")
+        raise ValueError(
+            f"{OP} expects q, k, v of shape [B, heads, H, W, D], got ranks {q.dim()}, {k.dim()}, {v.dim()}"
+        )
     if k.shape != q.shape:
-        raise ValueError(f"q and k shapes differ: {tuple(q.shape)} vs {tuple(k.shape)}")
+        raise ValueError(f"{OP}: q and k shapes differ: {tuple(q.shape)} vs {tuple(k.shape)}")
     if v.shape[:4] != q.shape[:4]:
-        raise ValueError(f"v {tuple(v.shape)} does not match q {tuple(q.shape)} on [B, heads, H, W]")
+        raise ValueError(f"{OP}: v {tuple(v.shape)} does not match q {tuple(q.shape)} on [B, heads, H, W]")
     b, _, h, w, _ = q.shape
     grid = _grid(h, w, region_size)
     nr = grid[2] * grid[3]
     if idx.dim() != 3 or idx.shape[0] != b or idx.shape[1] != nr or not 1 <= idx.shape[2] <= nr:
         raise ValueError(
-            f"routing index must have shape [{b}, {nr}, k] with 1 <= k <= {nr}, got {tuple(idx.shape)}"
+            f"{OP}: routing index must have shape [{b}, {nr}, k] with 1 <= k <= {nr}, got {tuple(idx.shape)}"
         )
-    if idx.is_floating_point():
-        raise ValueError("routing index must be an integer tensor")
+    if idx.is_floating_point() or idx.dtype == torch.bool:
+        raise ValueError(f"{OP}: routing index must be an integer tensor, got {idx.dtype}")
+    check_same_dtype(OP, q=q, k=k, v=v)
+    check_same_device(OP, q=q, k=k, v=v, idx=idx)
+    check_index_range(OP, "routing index", idx, nr)
     return grid
 
 
@@ -111,7 +123,20 @@ def bilevel_routing_attention_reference(
     scale: float,
 ) -> torch.Tensor:
     """Plain-torch routed attention with an explicit gathered K / V copy (the official formulation)."""
-    rh, rw, nrh, nrw = check_shapes(q, k, v, idx, region_size)
+    return routed_attention(q, k, v, idx, check_inputs(q, k, v, idx, region_size), scale)
+
+
+def routed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx: torch.Tensor,
+    grid: tuple[int, int, int, int],
+    scale: float,
+) -> torch.Tensor:
+    """The reference's math on inputs :func:`check_inputs` accepted, ``grid`` being what it returned
+    (the public op checks once)."""
+    rh, rw, nrh, nrw = grid
     b, m, h, w, _ = q.shape
     q_r, k_r, v_r = (_to_regions(t, rh, rw, nrh, nrw) for t in (q, k, v))  # [B, M, R, T, D]
     idx = idx.long()
@@ -119,8 +144,8 @@ def bilevel_routing_attention_reference(
     k_sel = k_r.transpose(1, 2)[batch, idx]  # [B, R, K, M, T, D]
     v_sel = v_r.transpose(1, 2)[batch, idx]
     nr, topk, t = idx.shape[1], idx.shape[2], rh * rw
-    k_sel = k_sel.permute(0, 3, 1, 2, 4, 5).reshape(b, m, nr, topk * t, -1)
-    v_sel = v_sel.permute(0, 3, 1, 2, 4, 5).reshape(b, m, nr, topk * t, -1)
+    k_sel = k_sel.permute(0, 3, 1, 2, 4, 5).flatten(3, 4)  # [B, M, R, K * T, D]; flatten sizes an empty batch
+    v_sel = v_sel.permute(0, 3, 1, 2, 4, 5).flatten(3, 4)
     valid = _valid_tokens(h, w, rh, rw, nrh, nrw, q.device)[idx].reshape(b, 1, nr, 1, topk * t)
     attn = (q_r * scale) @ k_sel.transpose(-1, -2)  # [B, M, R, T, K * T]
     attn = attn.masked_fill(~valid, float("-inf")).softmax(dim=-1)

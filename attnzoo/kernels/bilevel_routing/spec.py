@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from attnzoo.kernels.bilevel_routing.op import bilevel_routing_attention
 from attnzoo.kernels.bilevel_routing.reference import (
     bilevel_routing,
     bilevel_routing_attention_reference,
@@ -49,12 +50,19 @@ def _op_inputs(tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> tuple[
     return q, k, v, idx.to(torch.int32), rh, rw, scale
 
 
+def _regions(tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> int:
+    """Routing indices name regions: ``idx`` is ``[B, R, k]``."""
+    return tensors[3].shape[1]
+
+
 SPEC = register(
     KernelSpec(
         name="bilevel_routing_attention",
         make_problem=make_problem,
         reference=bilevel_routing_attention_reference,
+        public=bilevel_routing_attention,
         differentiable=(True, True, True, False),
         op_inputs=_op_inputs,
+        indices={3: _regions},
     )
 )

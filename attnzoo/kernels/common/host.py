@@ -1,8 +1,9 @@
 """Host-side rules shared by the Triton ops: tile sizes, matmul precision, index inversion, and op
-registration."""
+registration (which also answers empty problems without launching a kernel)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -60,13 +61,15 @@ def define_op(
     """Register ``torch.ops.attnzoo.<name>`` and ``<name>_backward`` as Triton ops (both opcheck-able),
     their fake impls, and the autograd formula that links them; returns the forward op.
 
-    The launchers' annotated signatures are the schemas. The forward takes the tensors first, then
-    the non-tensor arguments (``meta``), and returns the result first, then residuals (outputs
-    without gradient). The backward takes ``(grad of the result, *tensors, *outputs[saved], *meta)``
+    The launchers' annotated signatures are the schemas. An empty problem (a batch of 0, no tokens)
+    launches no kernel (a zero-size grid is no valid launch): an empty result comes from the forward's
+    fake, its gradient is zero for every input. The forward takes the tensors first, then the
+    non-tensor arguments (``meta``), and returns the result first, then residuals (outputs without
+    gradient). The backward takes ``(grad of the result, *tensors, *outputs[saved], *meta)``
     and returns the gradients of the leading tensors; the remaining inputs get ``None``.
     """
-    fwd = triton_op(forward_op_name(name), forward, mutates_args=())
-    bwd = triton_op(backward_op_name(name), backward, mutates_args=())
+    fwd = triton_op(forward_op_name(name), _empty_forward(forward, forward_fake), mutates_args=())
+    bwd = triton_op(backward_op_name(name), _empty_backward(backward, backward_fake), mutates_args=())
     fwd.register_fake(forward_fake)
     bwd.register_fake(backward_fake)
 
@@ -81,3 +84,32 @@ def define_op(
 
     fwd.register_autograd(grad_fn, setup_context=setup_context)
     return fwd
+
+
+def _empty_forward(forward: Callable[..., tuple], fake: Callable[..., tuple]) -> Callable[..., tuple]:
+    """``forward``, except where an input is empty and so is the result (the first output): then
+    ``fake``'s outputs, residuals zeroed (only the backward reads them, and an empty result's backward
+    does not). The fake runs only after an empty input, so a full call allocates nothing twice."""
+
+    @functools.wraps(forward)  # keeps the annotated signature, which is the op's schema
+    def run(*args, **kwargs):
+        if any(isinstance(a, torch.Tensor) and a.numel() == 0 for a in (*args, *kwargs.values())):
+            outputs = fake(*args, **kwargs)
+            if outputs[0].numel() == 0:
+                return tuple(o.zero_() for o in outputs)
+        return forward(*args, **kwargs)
+
+    return run
+
+
+def _empty_backward(backward: Callable[..., tuple], fake: Callable[..., tuple]) -> Callable[..., tuple]:
+    """``backward``, except for an empty result's gradient (the first argument): then every input's
+    gradient is zero, also of inputs shared by the batch (weights, tables), with ``fake``'s shapes."""
+
+    @functools.wraps(backward)
+    def run(grad_out, *args, **kwargs):
+        if grad_out.numel() == 0:
+            return tuple(g.zero_() for g in fake(grad_out, *args, **kwargs))
+        return backward(grad_out, *args, **kwargs)
+
+    return run

@@ -158,8 +158,6 @@ if triton_available():
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         b, g, h, w, c = q.shape
         k = kernel_size_of(rpb)
-        if lse.numel() == 0:
-            return tuple(torch.zeros_like(t) for t in (q, proj, proj_bias, rpb, v))
         grad_out = grad_out.contiguous()
         delta = (grad_out.float() * out.float()).sum(-1).contiguous()
         dims = _dims(q, v)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.checks import check_same_device, check_same_dtype
+
 __all__ = ["check_shapes", "contmix_reference", "kernel_size_of", "window_starts"]
 
 
@@ -22,22 +24,21 @@ def check_shapes(
             f"contmix expects q [B, G, H, W, C] and v [B, G, H, W, Cv], got ranks {q.dim()}, {v.dim()}"
         )
     if rpb.dim() != 3 or rpb.shape[1] != rpb.shape[2] or rpb.shape[1] % 2 == 0:
-        raise ValueError(f"rpb must be [G, 2K - 1, 2K - 1] (odd, square), got {tuple(rpb.shape)}")
+        raise ValueError(f"contmix: rpb must be [G, 2K - 1, 2K - 1] (odd, square), got {tuple(rpb.shape)}")
     k = kernel_size_of(rpb)
     b, g, h, w, c = q.shape
     if v.shape[:4] != q.shape[:4]:
-        raise ValueError(f"v {tuple(v.shape)} does not match q {tuple(q.shape)} on [B, G, H, W]")
+        raise ValueError(f"contmix: v {tuple(v.shape)} does not match q {tuple(q.shape)} on [B, G, H, W]")
     if tuple(proj.shape) != (b, g, c, k * k):
-        raise ValueError(f"proj must be [B, G, C, K * K] = {(b, g, c, k * k)}, got {tuple(proj.shape)}")
+        raise ValueError(
+            f"contmix: proj must be [B, G, C, K * K] = {(b, g, c, k * k)}, got {tuple(proj.shape)}"
+        )
     if tuple(proj_bias.shape) != (k * k,):
-        raise ValueError(f"proj_bias must be [K * K] = [{k * k}], got {tuple(proj_bias.shape)}")
+        raise ValueError(f"contmix: proj_bias must be [K * K] = [{k * k}], got {tuple(proj_bias.shape)}")
     if rpb.shape[0] != g:
-        raise ValueError(f"rpb has {rpb.shape[0]} groups, q has {g}")
-    tensors = (q, proj, proj_bias, rpb, v)
-    if not q.is_floating_point() or any(t.dtype != q.dtype for t in tensors):
-        raise ValueError(f"contmix inputs must share one floating dtype, got {[t.dtype for t in tensors]}")
-    if len({t.device for t in tensors}) != 1:
-        raise ValueError(f"contmix inputs must be on one device, got {[str(t.device) for t in tensors]}")
+        raise ValueError(f"contmix: rpb has {rpb.shape[0]} groups, q has {g}")
+    check_same_dtype("contmix", q=q, proj=proj, proj_bias=proj_bias, rpb=rpb, v=v)
+    check_same_device("contmix", q=q, proj=proj, proj_bias=proj_bias, rpb=rpb, v=v)
     if h < k or w < k:
         raise ValueError(
             f"contmix needs a map at least as large as its {k}x{k} window, got {h}x{w} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.contmix.op import contmix
 from attnzoo.kernels.contmix.reference import contmix_reference
 from attnzoo.kernels.registry import KernelSpec, Problem, register
 
@@ -54,6 +55,7 @@ SPEC = register(
         name="contmix",
         make_problem=make_problem,
         reference=contmix_reference,
+        public=contmix,
         differentiable=(True, True, True, True, True),
     )
 )

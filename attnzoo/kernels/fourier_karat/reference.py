@@ -9,11 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attnzoo.kernels.checks import check_same_device, check_same_dtype
+
 __all__ = ["check", "fourier_basis", "fourier_karat_reference", "resolve_scale"]
 
 
 def check(q: torch.Tensor, k: torch.Tensor, coef: torch.Tensor) -> None:
-    """A ValueError unless ``q``, ``k`` are ``[..., H, N, D]`` and ``coef`` is ``[H, 2G + 1, N, R]``."""
+    """A ValueError unless ``q``, ``k`` are ``[..., H, N, D]`` of one floating dtype and ``coef`` is
+    ``[H, 2G + 1, N, R]``, all on one device. ``coef`` may have its own floating dtype: the layer keeps
+    fp32 coefficients beside autocast's 16-bit ``q``, ``k``."""
     ok = (
         q.dim() >= 3
         and q.shape == k.shape
@@ -27,6 +31,10 @@ def check(q: torch.Tensor, k: torch.Tensor, coef: torch.Tensor) -> None:
             "fourier_karat expects q, k of one shape [..., H, N, D] and coef of shape [H, 2G + 1, N, R], "
             f"got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(coef.shape)}"
         )
+    check_same_dtype("fourier_karat", q=q, k=k)
+    if not coef.is_floating_point():
+        raise ValueError(f"fourier_karat: coef must be a floating tensor, got {coef.dtype}")
+    check_same_device("fourier_karat", q=q, k=k, coef=coef)
 
 
 def resolve_scale(q: torch.Tensor, scale: float | None) -> float:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.checks import check_same_device, check_same_dtype
+
 __all__ = ["check_shapes", "halo_attention_reference"]
+
+OP = "halo_attention"
 
 
 def _relative_index(block_q: int, win: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,24 +53,29 @@ def check_shapes(
     block_kv: int,
     win: int,
 ) -> tuple[int, int]:
-    """The query block grid ``(nbh, nbw)``; a ValueError naming the first inconsistent input."""
+    """The query block grid ``(nbh, nbw)``; a ValueError naming the first inconsistent input (shapes,
+    then dtypes and devices)."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError("halo_attention expects q, k, v of shape [BH, H, W, D]")
+        raise ValueError(
+            f"{OP} expects q, k, v of shape [BH, H, W, D], got ranks {q.dim()}, {k.dim()}, {v.dim()}"
+        )
     bh, hq, wq, _ = q.shape
     if hq % block_q or wq % block_q:
-        raise ValueError(f"query grid {hq}x{wq} is not a multiple of block_q={block_q}")
+        raise ValueError(f"{OP}: query grid {hq}x{wq} is not a multiple of block_q={block_q}")
     nbh, nbw = hq // block_q, wq // block_q
     halo2 = win - block_kv
     want = (bh, nbh * block_kv + halo2, nbw * block_kv + halo2)
     if tuple(k.shape[:3]) != want or tuple(v.shape[:3]) != want:
-        raise ValueError(f"k/v grid {tuple(k.shape[:3])} / {tuple(v.shape[:3])} does not match {want}")
+        raise ValueError(f"{OP}: k/v grid {tuple(k.shape[:3])} / {tuple(v.shape[:3])} does not match {want}")
     if k.shape[-1] != q.shape[-1]:
-        raise ValueError(f"q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
+        raise ValueError(f"{OP}: q and k head dims differ: {q.shape[-1]} vs {k.shape[-1]}")
     rel = (bh, hq, wq, 2 * win - 1)
     if tuple(qrh.shape) != rel or tuple(qrw.shape) != rel:
         raise ValueError(
-            f"relative logits must have shape {rel}, got {tuple(qrh.shape)} / {tuple(qrw.shape)}"
+            f"{OP}: relative logits must have shape {rel}, got {tuple(qrh.shape)} / {tuple(qrw.shape)}"
         )
+    check_same_dtype(OP, q=q, k=k, v=v, qrh=qrh, qrw=qrw)
+    check_same_device(OP, q=q, k=k, v=v, qrh=qrh, qrw=qrw)
     return nbh, nbw
 
 

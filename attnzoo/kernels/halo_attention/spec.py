@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.halo_attention.op import halo_attention
 from attnzoo.kernels.halo_attention.reference import halo_attention_reference
 from attnzoo.kernels.registry import KernelSpec, Problem, register
 
@@ -45,6 +46,7 @@ SPEC = register(
         name="halo_attention",
         make_problem=make_problem,
         reference=halo_attention_reference,
+        public=halo_attention,
         differentiable=(True, True, True, True, True),
     )
 )

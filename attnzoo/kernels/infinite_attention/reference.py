@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.checks import check_same_device, check_same_dtype
+
 __all__ = [
     "check",
     "infsa_linear_reference",
@@ -21,12 +23,15 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 def check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, name: str) -> None:
-    """A ValueError unless ``q``, ``k`` are ``[..., N, D]`` and ``v`` is ``[..., N, Dv]``."""
+    """A ValueError unless ``q``, ``k`` are ``[..., N, D]`` and ``v`` is ``[..., N, Dv]``, of one
+    floating dtype, on one device; ``name`` is the op the message names."""
     if q.dim() < 2 or q.shape != k.shape or q.shape[:-1] != v.shape[:-1]:
         raise ValueError(
             f"{name} expects q, k of one shape [..., N, D] and v of shape [..., N, Dv], got "
             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
+    check_same_dtype(name, q=q, k=k, v=v)
+    check_same_device(name, q=q, k=k, v=v)
 
 
 def resolve_scale(q: torch.Tensor, scale: float | None) -> float:

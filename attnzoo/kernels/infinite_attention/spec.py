@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from attnzoo.kernels.infinite_attention.op import infsa_linear, infsa_pure
 from attnzoo.kernels.infinite_attention.reference import infsa_linear_reference, infsa_pure_reference
 from attnzoo.kernels.registry import KernelSpec, Problem, register
 
@@ -29,11 +30,11 @@ def make_problem(seed: int) -> Problem:
     return [t(bh, n, dqk), t(bh, n, dqk), t(bh, n, dv)], (dqk**-0.5, 1e-6)
 
 
-def _without_rho(reference: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``reference(q, k, v, scale, eps)``: the ops leave rho to the caller."""
+def _without_rho(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``fn(q, k, v, scale, eps)`` for a reference or public op: the Triton ops leave rho to the caller."""
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, eps: float) -> torch.Tensor:
-        return reference(q, k, v, scale=scale, eps=eps)
+        return fn(q, k, v, scale=scale, eps=eps)
 
     return run
 
@@ -44,8 +45,12 @@ SPECS = [
             name=name,
             make_problem=make_problem,
             reference=_without_rho(reference),
+            public=_without_rho(public),
             differentiable=(True, True, True),
         )
     )
-    for name, reference in (("infsa_pure", infsa_pure_reference), ("infsa_linear", infsa_linear_reference))
+    for name, reference, public in (
+        ("infsa_pure", infsa_pure_reference, infsa_pure),
+        ("infsa_linear", infsa_linear_reference, infsa_linear),
+    )
 ]

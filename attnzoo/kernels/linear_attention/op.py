@@ -161,8 +161,6 @@ if triton_available():
         out = torch.empty((*q.shape[:-1], dv), device=q.device, dtype=q.dtype)
         slices = math.prod(q.shape[:-2])
         stats = torch.empty((slices, _width(q, v)), **_f32(q))
-        if out.numel() == 0:
-            return out, stats.zero_()
         q3, k3, v3, zq3, zk3 = (_flat(t) for t in (q, k, v, zq, zk))
         bt = _token_tile(n)
         chunk, chunks = chunking(slices, n, bt)
@@ -191,10 +189,9 @@ if triton_available():
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         mala = _check_kind(kind)
         n, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
-        grads = tuple(torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (q, k, v, zq, zk))
-        if grad_out.numel() == 0:
-            return tuple(g.zero_() for g in grads)
-        dq, dk, dvv, dzq, dzk = grads
+        dq, dk, dvv, dzq, dzk = (
+            torch.empty(t.shape, device=t.device, dtype=t.dtype) for t in (q, k, v, zq, zk)
+        )
         q3, k3, v3, zq3, zk3, do3 = (_flat(t) for t in (q, k, v, zq, zk, grad_out))
         slices = q3.shape[0]
         bt = _token_tile(n)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.checks import check_same_device, check_same_dtype
+
 __all__ = ["KINDS", "check", "linear_attention_reference", "resolve_scale"]
 
 KINDS = ("mala", "inline")
@@ -33,17 +35,11 @@ def check(
         )
     if zq.shape != q.shape or zk.shape != q.shape:
         raise ValueError(
-            f"zq {tuple(zq.shape)} and zk {tuple(zk.shape)} must have q's shape {tuple(q.shape)}"
+            f"linear_attention: zq {tuple(zq.shape)} and zk {tuple(zk.shape)} must have q's shape "
+            f"{tuple(q.shape)}"
         )
-    tensors = (q, k, v, zq, zk)
-    if not q.is_floating_point() or any(t.dtype != q.dtype for t in tensors):
-        raise ValueError(
-            f"linear_attention inputs must share one floating dtype, got {[t.dtype for t in tensors]}"
-        )
-    if len({t.device for t in tensors}) != 1:
-        raise ValueError(
-            f"linear_attention inputs must be on one device, got {[str(t.device) for t in tensors]}"
-        )
+    check_same_dtype("linear_attention", q=q, k=k, v=v, zq=zq, zk=zk)
+    check_same_device("linear_attention", q=q, k=k, v=v, zq=zq, zk=zk)
 
 
 def linear_attention_reference(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
+from attnzoo.kernels.linear_attention.op import linear_attention
 from attnzoo.kernels.linear_attention.reference import KINDS, linear_attention_reference
 from attnzoo.kernels.registry import KernelSpec, Problem, register
 
@@ -56,25 +59,30 @@ def make_problem(seed: int) -> Problem:
     return tensors, (kind, scale, 1e-6)
 
 
-def reference(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    zq: torch.Tensor,
-    zk: torch.Tensor,
-    kind: str,
-    scale: float,
-    eps: float,
-) -> torch.Tensor:
-    """:func:`linear_attention_reference` with positional arguments, as the registry calls it."""
-    return linear_attention_reference(q, k, v, zq, zk, kind=kind, scale=scale, eps=eps)
+def _positional(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``fn`` (the reference or the public op) with positional arguments, as the registry calls it."""
+
+    def run(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        zq: torch.Tensor,
+        zk: torch.Tensor,
+        kind: str,
+        scale: float,
+        eps: float,
+    ) -> torch.Tensor:
+        return fn(q, k, v, zq, zk, kind=kind, scale=scale, eps=eps)
+
+    return run
 
 
 SPEC = register(
     KernelSpec(
         name="linear_attention",
         make_problem=make_problem,
-        reference=reference,
+        reference=_positional(linear_attention_reference),
+        public=_positional(linear_attention),
         differentiable=(True,) * 5,
     )
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from attnzoo.kernels.dispatch import triton_available, use_triton
-from attnzoo.kernels.topk_attention.reference import check_index_range, check_shapes, topk_attention_reference
+from attnzoo.kernels.topk_attention.reference import check_inputs, gathered_attention
 
 __all__ = ["topk_attention"]
 
@@ -36,13 +36,12 @@ def topk_attention(
     Indices outside ``[0, N)`` raise a ValueError on both paths (one min / max, one sync; not while a
     graph is compiled or exported, where the kernel masks them instead of reading out of bounds).
     """
-    check_shapes(q, k, v, idx)
+    check_inputs(q, k, v, idx)
     if use_triton(q, k, v, idx, supported=_supported(q, v)):
-        check_index_range(idx, k.shape[2])
         q, k, v = (t.contiguous() for t in (q, k, v))
         out, _ = torch.ops.attnzoo.topk_attention(q, k, v, idx.to(torch.int32).contiguous(), float(scale))
         return out
-    return topk_attention_reference(q, k, v, idx, scale)
+    return gathered_attention(q, k, v, idx, scale)
 
 
 if triton_available():
@@ -80,10 +79,9 @@ if triton_available():
         out = torch.empty((b, h, m, v.shape[-1]), device=q.device, dtype=q.dtype)
         lse = torch.empty((b, h, m), device=q.device, dtype=torch.float32)
         meta = _row_meta(q, v, idx)
-        if lse.numel():
-            wrap_triton(topk_fwd_kernel)[(b * h * meta["NMB"],)](
-                q, k, v, idx, out, lse, scale, **_sizes(q, k, v, idx), **meta, num_warps=ROW_WARPS
-            )
+        wrap_triton(topk_fwd_kernel)[(b * h * meta["NMB"],)](
+            q, k, v, idx, out, lse, scale, **_sizes(q, k, v, idx), **meta, num_warps=ROW_WARPS
+        )
         return out, lse
 
     def _backward(
@@ -99,7 +97,7 @@ if triton_available():
         b, h, m, _ = q.shape
         n = k.shape[2]
         grad_out = grad_out.contiguous()
-        if lse.numel() == 0 or n == 0:
+        if n == 0:  # no keys (an empty result's gradient is define_op's)
             return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
         dq, dk, dvv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         delta = (grad_out.float() * out.float()).sum(-1).contiguous()
@@ -109,7 +107,7 @@ if triton_available():
             q, k, v, idx, grad_out, lse, delta, dq, scale, **sizes, **meta, num_warps=ROW_WARPS
         )
         # For each key, the query rows that selected it.
-        src, off = invert_index(idx.reshape(b * h, -1), idx.shape[-1], n)
+        src, off = invert_index(idx.flatten(0, 1).flatten(1), idx.shape[-1], n)
         wrap_triton(topk_bwd_dkdv_kernel)[(b * h * n,)](
             q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **sizes,
             BE=tile(triton.cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],

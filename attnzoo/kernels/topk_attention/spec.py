@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from attnzoo.kernels.registry import KernelSpec, Problem, register
+from attnzoo.kernels.topk_attention.op import topk_attention
 from attnzoo.kernels.topk_attention.reference import topk_attention_reference
 
 
@@ -42,12 +43,19 @@ def _op_inputs(tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> tuple[
     return q, k, v, idx.to(torch.int32).contiguous(), *args
 
 
+def _keys(tensors: Sequence[torch.Tensor], args: tuple[Any, ...]) -> int:
+    """Key indices name rows of ``k`` ``[B, H, N, D]``."""
+    return tensors[1].shape[2]
+
+
 SPEC = register(
     KernelSpec(
         name="topk_attention",
         make_problem=make_problem,
         reference=topk_attention_reference,
+        public=topk_attention,
         differentiable=(True, True, True, False),
         op_inputs=_op_inputs,
+        indices={3: _keys},
     )
 )
