@@ -11,7 +11,9 @@ failed, and how to pass a local file.
 
 Direct downloads are cached under torch.hub's checkpoint folder as ``<model>.<tag>.<ext>`` (release
 links such as OneDrive's ``.../root/content`` say nothing in their file name), written through a
-``.partial`` file and checked (SHA-256 when the manifest has one; never an HTML page) before use.
+``.partial`` file and checked (SHA-256 when the manifest has one; never an HTML page) before use; the
+SHA-256 a download had is kept beside it (``<file>.sha256``), so a cached file that changed later
+(flipped bytes: the torch format has no checksum of its own) is fetched again instead of loaded.
 """
 
 from __future__ import annotations
@@ -93,26 +95,37 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_file(path: Path, source: Source) -> None:
-    """A downloaded or cached file must not be an error page and must match a known SHA-256."""
+def _check_file(path: Path, source: Source, sha256: str | None = None) -> None:
+    """A downloaded or cached file must not be an error page and must match a known SHA-256: the
+    release's, else the one recorded when attnzoo downloaded it (``sha256``; ``None``: not known)."""
     with path.open("rb") as f:
         head = f.read(512).lstrip()
     if not head:
         raise SourceUnavailable(f"{path} is empty")
     if head[:1] == b"<" or head[:9].lower() == b"<!doctype":
         raise SourceUnavailable(f"the server sent an HTML page, not a checkpoint ({path})")
-    if source.sha256 and file_sha256(path) != source.sha256.lower():
+    expected = source.sha256.lower() or sha256
+    if expected and (sha256 or file_sha256(path)) != expected:
         raise SourceUnavailable(f"{path} does not have the release's SHA-256 {source.sha256}")
+
+
+def _recorded_sha256(path: Path) -> Path:
+    """The file beside a download that holds the SHA-256 it had when it was downloaded."""
+    return path.with_name(f"{path.name}.sha256")
 
 
 def _fetch_url(weights: Weights, source: Source, progress: bool) -> Path:
     path = url_cache_path(weights, source)
+    recorded = _recorded_sha256(path)
     if path.is_file():
         try:
             _check_file(path, source)
+            if recorded.is_file() and file_sha256(path) != recorded.read_text().strip():
+                raise SourceUnavailable(f"{path} changed since it was downloaded")
             return path
         except SourceUnavailable:
             path.unlink()  # a bad cached file is fetched again, never used
+            recorded.unlink(missing_ok=True)
     if _offline():
         raise SourceUnavailable(f"not cached at {path} and HF_HUB_OFFLINE is set")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,11 +137,14 @@ def _fetch_url(weights: Weights, source: Source, progress: bool) -> Path:
             partial.open("wb") as out,
         ):
             total = int(response.headers.get("Content-Length") or 0) or None
+            digest = hashlib.sha256()
             with tqdm(total=total, unit="B", unit_scale=True, desc=weights.name, disable=not progress) as bar:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
-        _check_file(partial, source)
+        _check_file(partial, source, digest.hexdigest())
+        recorded.write_text(digest.hexdigest() + "\n")
         partial.replace(path)
     except urllib.error.HTTPError as err:
         raise SourceUnavailable(f"HTTP {err.code} {err.reason}") from None

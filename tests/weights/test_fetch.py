@@ -182,3 +182,22 @@ def test_a_damaged_hub_blob_is_not_loaded(hub_cache: Path) -> None:
     (snapshot / "model.safetensors").symlink_to(blob)
     path, candidate = fetch_weights(manifest_record(), rehosted=True, progress=False)
     assert candidate.converted and path == snapshot / "model.safetensors"
+
+
+def test_a_download_that_changed_in_the_cache_is_fetched_again(fake_remote) -> None:
+    """The SHA-256 recorded at download catches flipped bytes later (torch files have no checksum)."""
+    good = torch_bytes({"a": torch.arange(1000.0)})
+    url = fake_remote.serve_file("/rel/x.pth", good)
+    record = Weights(MODEL, "in1k", (Source(url=url),))
+    path, _ = fetch_weights(record, rehosted=False, progress=False)
+    assert path.with_name(path.name + ".sha256").read_text().strip() == hashlib.sha256(good).hexdigest()
+    damaged = bytearray(good)
+    damaged[-100] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    again, _ = fetch_weights(record, rehosted=False, progress=False)
+    assert again == path and path.read_bytes() == good
+    path.write_bytes(bytes(damaged))
+    fake_remote.fail_everything()
+    with pytest.raises(PretrainedUnavailableError, match="HTTP 500"):
+        fetch_weights(record, rehosted=False, progress=False)
+    assert not path.exists(), "a changed file is never left to be loaded"
