@@ -97,7 +97,8 @@ class _TensorsOnlyPickle:
 
 
 def _describe_unreadable(path: Path, err: BaseException) -> str:
-    head = path.read_bytes()[:64] if path.stat().st_size else b""
+    with path.open("rb") as f:
+        head = f.read(64)
     if not head:
         return f"{path} is empty, not a checkpoint"
     if head.lstrip().startswith((b"<", b"<!DOCTYPE", b"{")):
