@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(CORE_STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e ".[dev,onnx]"
+	$(BIN)/python -m pip install -q -e ".[dev,onnx,hf]"
 	touch $@
 
 $(MM_STAMP): $(CORE_STAMP) tools/install_openmmlab.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the OpenMMLab stack (mmcv 2.1.0 with ops, mmengine, mmdet, mmseg) into a venv.
+# Install the OpenMMLab stack (mmcv 2.1.0 with ops, mmengine, mmdet, mmseg, mmpretrain) into a venv.
 #
 # PyPI only has mmcv 2.1.0 as source, and it does not build against torch 2.14 as shipped: its
 # setup.py imports pkg_resources (gone from setuptools >= 81) and asks for C++14/17 while torch's
@@ -15,7 +15,7 @@ case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esa
 CACHE=${2:-${XDG_CACHE_HOME:-$HOME/.cache}/attnzoo/wheels}
 MMCV_VERSION=2.1.0
 
-if "$PY" -c "import mmcv.ops, mmdet, mmseg, mmengine" 2>/dev/null; then
+if "$PY" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmengine" 2>/dev/null; then
     exit 0
 fi
 
@@ -37,5 +37,5 @@ if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 
 "$PY" -m pip install -q "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl
-"$PY" -m pip install -q mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex
-"$PY" -c "import mmcv.ops, mmdet, mmseg; print('OpenMMLab stack:', 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__)"
+"$PY" -m pip install -q mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 ftfy regex
+"$PY" -c "import mmcv.ops, mmdet, mmseg, mmpretrain; print('OpenMMLab stack:', 'mmcv', mmcv.__version__, 'mmdet', mmdet.__version__, 'mmseg', mmseg.__version__, 'mmpretrain', mmpretrain.__version__)"

@@ -7,6 +7,12 @@ asserts sides divisible by the 7 x 7 region grid at every stage; here each atten
 to whole regions and masks the padding, see :class:`attnzoo.layers.BiLevelRoutingAttention`),
 ``forward_intermediates`` / ``features_only`` (strides 4, 8, 16, 32), gradient checkpointing, and the
 Triton routed-attention kernel on CUDA.
+
+The official detection / segmentation backbone (``BiFormer_mm`` in ``object_detection/models_mm`` and
+``semantic_segmentation/models_mm``) is the dense form (``dense_outputs=True``, forms ``'det'`` /
+``'seg'``): no final norm or head, a LayerNorm2d on each stage output (``extra_norms.i``), and the
+official ``auto_pad`` (``pad_mode='zeros'``: padded tokens take part in routing and attention), with
+the configs' ``n_win`` (16 for COCO, 8 for ADE20K at 512 px).
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.layers import DropPath, calculate_drop_path_rates, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, calculate_drop_path_rates, trunc_normal_
 from timm.models import register_model
 from torch import nn
 
-from attnzoo.backbones._convert import StateDict, model_tensors, verify_against_model
+from attnzoo.backbones._convert import StateDict, detector_backbone, model_tensors, verify_against_model
 from attnzoo.backbones._family import DenseLayout, Family, Source, Weights, register_family
 from attnzoo.backbones._hierarchical import HierarchicalBackbone, ModuleNames, Stage
 from attnzoo.layers.bilevel_routing import BiLevelRoutingAttention, GlobalAttentionLePE
@@ -29,7 +35,8 @@ __all__ = ["BiFormer", "BiFormerBlock", "convert_biformer"]
 class BiFormerBlock(nn.Module):
     """``x += dwconv(x)``, then pre-norm attention and MLP residuals (channels-first in and out).
 
-    ``topk > 0``: bi-level routing attention; ``topk == -2``: global attention with LePE (8 heads).
+    ``topk > 0``: bi-level routing attention (``pad_mode``: how it pads maps not divisible by ``n_win``);
+    ``topk == -2``: global attention with LePE (8 heads).
     """
 
     def __init__(
@@ -43,6 +50,7 @@ class BiFormerBlock(nn.Module):
         before_attn_dwconv: int = 3,
         qk_scale: float | None = None,
         drop_path: float = 0.0,
+        pad_mode: str = "mask",
         device=None,
         dtype=None,
     ) -> None:
@@ -63,6 +71,7 @@ class BiFormerBlock(nn.Module):
                 qk_scale=qk_scale,
                 topk=topk,
                 side_dwconv=side_dwconv,
+                pad_mode=pad_mode,
                 **dd,
             )
         elif topk == -2:
@@ -89,6 +98,10 @@ class BiFormer(HierarchicalBackbone):
     """BiFormer: conv stem (stride 4), three conv3x3-s2 + BN downsamples, four stages of blocks, then
     BatchNorm2d, global average pool and a linear classifier.
 
+    ``dense_outputs=True`` builds the official dense backbone instead (no final norm or head, a
+    LayerNorm2d per stage output); ``pad_mode`` (``'mask'``, default, or ``'zeros'``, the official
+    dense code's ``auto_pad``) goes to every routing layer.
+
     The official code keeps the stem as ``downsample_layers.0``; those names are kept. Weight decay:
     the official recipe decays every >= 2-d weight (its listed names, ``pos_embed`` / ``cls_token``,
     match no parameter), which the skeleton's 1-d ``no_weight_decay`` set leaves unchanged.
@@ -112,6 +125,8 @@ class BiFormer(HierarchicalBackbone):
         qk_scale: float | None = None,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        dense_outputs: bool = False,
+        pad_mode: str = "mask",
         device=None,
         dtype=None,
     ) -> None:
@@ -144,6 +159,7 @@ class BiFormer(HierarchicalBackbone):
                         before_attn_dwconv=before_attn_dwconv,
                         qk_scale=qk_scale,
                         drop_path=rate,
+                        pad_mode=pad_mode,
                         **dd,
                     )
                     for rate in stage_rates
@@ -151,12 +167,19 @@ class BiFormer(HierarchicalBackbone):
             )
             for i, (dim, stage_rates) in enumerate(zip(embed_dims, rates, strict=True))
         ]
+        if dense_outputs:
+            norm: nn.Module = nn.Identity()
+            output_norms = [LayerNorm2d(w, eps=1e-6, **dd) for w in embed_dims]
+            num_classes = 0
+        else:
+            norm, output_norms = nn.BatchNorm2d(embed_dims[-1], **dd), None
         super().__init__(
             stem=None,
             downsamples=[stem, *downsamples],
             stages=stages,
-            norm=nn.BatchNorm2d(embed_dims[-1], **dd),
+            norm=norm,
             widths=embed_dims,
+            output_norms=output_norms,
             reductions=[2 ** (i + 2) for i in range(len(embed_dims))],
             in_chans=in_chans,
             num_classes=num_classes,
@@ -164,6 +187,7 @@ class BiFormer(HierarchicalBackbone):
             drop_rate=drop_rate,
             **dd,
         )
+        self.dense_outputs = dense_outputs
         self.apply(self._init_weights)
 
     @staticmethod
@@ -181,9 +205,15 @@ class BiFormer(HierarchicalBackbone):
 def convert_biformer(state_dict: StateDict, model: nn.Module | None = None) -> StateDict:
     """The official checkpoints (``ckpt['model']``) share attnzoo's keys: verify and pass through.
 
-    A whole training checkpoint (what timm hands over after a URL download) is unwrapped first.
+    A whole training checkpoint (what timm hands over after a URL download) is unwrapped first; an
+    official detector / segmentor checkpoint gives its ``backbone.*`` entries (``extra_norms.*``
+    included). Into a dense form (no final norm or head) a classifier checkpoint's ``norm.*`` /
+    ``head.*`` stay behind, as with the official dense code's non-strict load.
     """
-    return verify_against_model(model_tensors(state_dict), model)
+    state_dict = detector_backbone(model_tensors(state_dict))
+    if model is not None and "norm.weight" not in model.state_dict():
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("norm.", "head."))}
+    return verify_against_model(state_dict, model)
 
 
 FAMILY = register_family(
@@ -224,13 +254,22 @@ FAMILY = register_family(
             )
         ),
         goldens={"biformer_tiny": "biformer_tiny", "biformer_small": "biformer_small"},
+        dense_goldens={"biformer_tiny_dense": ("biformer_tiny", "det")},
         feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
-        # The official stem is downsample_layers.0; downsample_layers.i (i > 0) opens stage i.
+        # The official stem is downsample_layers.0; downsample_layers.i (i > 0) opens stage i; the dense
+        # forms' output norms freeze with the stage they follow.
         dense=DenseLayout(
             out_indices=(0, 1, 2, 3),
             stem=r"downsample_layers\.0\.",
             stage=r"(?:downsample_layers|stages)\.(\d+)\.",
             last=r"norm\.",
+            output_norms=r"extra_norms\.(\d+)\.",
+            # BiFormer_mm of object_detection/ and semantic_segmentation/: the same modules and auto_pad;
+            # the configs' n_win differ (COCO 16, ADE20K 8 at 512 px)
+            forms={
+                form: dict(dense_outputs=True, num_classes=0, n_win=n_win, pad_mode="zeros")
+                for form, n_win in (("det", 16), ("seg", 8))
+            },
         ),
     )
 )

@@ -12,8 +12,12 @@ from timm.layers import register_notrace_function
 from torch import nn
 
 from attnzoo.kernels.bilevel_routing import bilevel_routing, bilevel_routing_attention, region_grid
+from attnzoo.layers.padding import pad_to_multiple
 
-__all__ = ["BiLevelRoutingAttention", "GlobalAttentionLePE", "QKVLinear"]
+__all__ = ["PAD_MODES", "BiLevelRoutingAttention", "GlobalAttentionLePE", "QKVLinear"]
+
+# How routed attention treats a map whose sides are not multiples of n_win (BiLevelRoutingAttention).
+PAD_MODES = ("mask", "zeros")
 
 # The ops check shapes and pick a kernel per call: torch.fx keeps each as one call, the layer around
 # them (projections, head split, LePE) is traced.
@@ -54,11 +58,17 @@ class BiLevelRoutingAttention(nn.Module):
     ``wo``. Heads split the channels outermost. ``kv_downsample_mode='identity'`` only (what every
     released BiFormer uses).
 
-    Sizes not divisible by ``n_win``: regions are ``ceil(H / n_win) x ceil(W / n_win)`` tokens, the
-    map is conceptually zero-padded bottom / right to whole regions, and the padding is neither part
-    of region means nor a key (masked out of the softmax); regions holding only padding are dropped
-    and ``topk`` is capped at the number of regions. LePE runs on the unpadded map. Divisible sizes
-    are exactly the official computation.
+    Sizes not divisible by ``n_win``, by ``pad_mode``:
+
+    * ``'mask'`` (default): regions are ``ceil(H / n_win) x ceil(W / n_win)`` tokens, the map is
+      conceptually zero-padded bottom / right to whole regions, and the padding is neither part of
+      region means nor a key (masked out of the softmax); regions holding only padding are dropped and
+      ``topk`` is capped at the number of regions. LePE runs on the unpadded map.
+    * ``'zeros'``: the official dense code's ``auto_pad``: the input is zero-padded bottom / right to a
+      multiple of ``n_win`` *before* the qkv projection, so padded tokens (q / k / v = the projection
+      biases) count in region means, routing, attention and LePE like any other; cropped after ``wo``.
+
+    Divisible sizes are exactly the official computation in both modes.
     """
 
     def __init__(
@@ -71,11 +81,14 @@ class BiLevelRoutingAttention(nn.Module):
         topk: int = 4,
         side_dwconv: int = 5,
         qkv_bias: bool = True,
+        pad_mode: str = "mask",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         dd = dict(device=device, dtype=dtype)
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
         self.dim = dim
         self.qk_dim = qk_dim or dim
         if self.qk_dim % num_heads or dim % num_heads:
@@ -85,12 +98,19 @@ class BiLevelRoutingAttention(nn.Module):
         self.num_heads = num_heads
         self.n_win = n_win
         self.topk = topk
+        self.pad_mode = pad_mode
         self.scale = qk_scale or self.qk_dim**-0.5
         self.lepe = _dwconv(dim, side_dwconv, **dd)
         self.qkv = QKVLinear(dim, self.qk_dim, bias=qkv_bias, **dd)
         self.wo = nn.Linear(dim, dim, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_mode == "zeros":
+            h, w = x.shape[1:3]
+            return self._attend(pad_to_multiple(x, self.n_win, channels_last=True))[:, :h, :w]
+        return self._attend(x)
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape
         rh, rw, _, _ = region_grid(h, w, self.n_win)
         q, k, v = self.qkv(x)
@@ -107,7 +127,10 @@ class BiLevelRoutingAttention(nn.Module):
         return self.wo(out)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, num_heads={self.num_heads}, n_win={self.n_win}, topk={self.topk}"
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, n_win={self.n_win}, topk={self.topk}, "
+            f"pad_mode={self.pad_mode!r}"
+        )
 
 
 class GlobalAttentionLePE(nn.Module):

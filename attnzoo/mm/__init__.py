@@ -18,15 +18,32 @@ except ImportError as err:  # pragma: no cover - depends on the install
 
 from mmengine.config.utils import MODULE2PACKAGE
 
-from attnzoo.mm.backbone import AttnZooBackbone
-from attnzoo.mm.checkpoint import allow_mmengine_checkpoints
-from attnzoo.mm.distributed import CpuDistributedDataParallel
+from attnzoo.mm.mmpretrain import skip_broken_multimodal
 
-__all__ = ["REGISTERED_IN", "AttnZooBackbone", "CpuDistributedDataParallel", "allow_mmengine_checkpoints"]
+# Before anything imports mmpretrain.models: with transformers >= 5 its multimodal models fail to import,
+# and mmdet imports it (see attnzoo/mm/mmpretrain.py), so mmdet and mmpretrain configs would not build.
+skip_broken_multimodal()
+
+from attnzoo.mm.backbone import AttnZooBackbone  # noqa: E402
+from attnzoo.mm.checkpoint import allow_mmengine_checkpoints  # noqa: E402
+from attnzoo.mm.distributed import CpuDistributedDataParallel  # noqa: E402
+from attnzoo.mm.optim import LayerDecayOptimWrapperConstructor  # noqa: E402
+
+__all__ = [
+    "REGISTERED_IN",
+    "AttnZooBackbone",
+    "CpuDistributedDataParallel",
+    "LayerDecayOptimWrapperConstructor",
+    "allow_mmengine_checkpoints",
+]
 
 # `_base_ = ['attnzoo::det/...']` resolves to attnzoo/.mim/configs once this module is imported (mmengine
 # only knows OpenMMLab's own packages; tools/train.py imports attnzoo.mm before it reads the config).
 MODULE2PACKAGE.setdefault("attnzoo", "attnzoo")
+
+# OpenMMLab's own tools/train.py and tools/test.py load checkpoints with a plain torch.load (weights_only
+# under torch >= 2.6); a config's custom_imports of attnzoo.mm is the one hook they run, so allow-list here.
+allow_mmengine_checkpoints()
 
 REGISTERED_IN: list[str] = []
 for _scope in ("mmdet", "mmseg"):
@@ -36,6 +53,9 @@ for _scope in ("mmdet", "mmseg"):
         continue
     if _registry.MODELS.get("AttnZooBackbone") is not AttnZooBackbone:
         _registry.MODELS.register_module(module=AttnZooBackbone, force=True)
+    _constructors = _registry.OPTIM_WRAPPER_CONSTRUCTORS
+    if _constructors.get("LayerDecayOptimWrapperConstructor") is not LayerDecayOptimWrapperConstructor:
+        _constructors.register_module(module=LayerDecayOptimWrapperConstructor, force=True)
     REGISTERED_IN.append(_scope)
 if not REGISTERED_IN:  # pragma: no cover - depends on the install
     raise ImportError("attnzoo.mm: neither mmdet nor mmsegmentation is importable")

@@ -23,6 +23,16 @@ stride >= 4 (ResNet-style stride-2 stem outputs are not stages), and parameters 
 registration order (those before stage 0's module are the stem; those between two stage modules open
 the later stage), which holds for models that register their modules in the order they run.
 
+Official detector / segmentor checkpoints
+------------------------------------------
+A checkpoint of the family's official mmdet / mmseg code holds the backbone as ``backbone.<official
+key>``; this backbone's own keys are ``backbone.model.<...>``. Loading such a checkpoint (mmengine's
+``load_from`` / ``load_checkpoint``, ``init_cfg=dict(type='Pretrained', ...)``, ``load_state_dict``)
+converts the entries under the backbone's prefix with the family converter, checked against the
+model, and leaves neck / head keys alone; one that does not fit (another form, width or family)
+raises naming the keys. Checkpoints saved from ``AttnZooBackbone`` (keys under ``model.``) load as
+they are.
+
 Parameter-free modules (dropout after the stem) are not switched to eval mode unless they sit inside a
 frozen module. Plain ViT-like models give one stride; detection / segmentation configs put a neck in
 front of the head that makes the pyramid (mmseg's ``Feature2Pyramid`` / ``MultiLevelNeck``, usable
@@ -32,7 +42,7 @@ from mmdet configs as ``type='mmseg.Feature2Pyramid'``).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import timm
@@ -44,6 +54,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import attnzoo  # noqa: F401  (registers the attnzoo models with timm)
 from attnzoo._timm import FeatureGetterNet
 from attnzoo.backbones._family import DenseLayout, UnknownModelError, family_of
+from attnzoo.zoo.convert import convert_official
 
 # Default for models without a family record: the four coarsest levels, what FPN-style necks expect.
 _GENERIC_OUT_INDICES = (-4, -3, -2, -1)
@@ -86,6 +97,7 @@ class AttnZooBackbone(BaseModule):
         if not isinstance(model_name, str) or not timm.is_model(model_name):
             raise UnknownModelError(model_name, timm.list_models())
         self.model_name = model_name
+        self.dense_form = dense_form
         self.layout: DenseLayout | None = _family_layout(model_name)
         kwargs = {**self._form_kwargs(dense_form), **model_kwargs}
         if drop_path_rate is not None:
@@ -130,6 +142,16 @@ class AttnZooBackbone(BaseModule):
         return dict(forms[dense_form])
 
     # ---------------------------------------------------------------------------------------- stages
+    @property
+    def num_stages(self) -> int:
+        """The number of stages after the stem (the largest ``frozen_stages``)."""
+        return len(self._stage_modules())
+
+    def stage_ranks(self) -> dict[str, int]:
+        """Each parameter's stage by its name in this module: -1 the stem, then 0 .. ``num_stages - 1``
+        (what ``frozen_stages`` counts; ``attnzoo.mm.optim``'s layer-wise lr decay reads it too)."""
+        return {f"model.{name}": rank for name, rank in self._stage_ranks(self._stage_modules()).items()}
+
     def _stage_modules(self) -> list[str]:
         """The ``feature_info`` module (the model's own name) that ends each stage, in order."""
         info = self.model.feature_info.info
@@ -209,6 +231,33 @@ class AttnZooBackbone(BaseModule):
         if self.init_cfg is not None:
             super().init_weights()
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        """Official-layout entries under ``prefix`` become this backbone's keys before loading (both
+        ``nn.Module.load_state_dict`` and mmengine's loader hand each module the dict its children then
+        read)."""
+        entries = [k for k in state_dict if k.startswith(prefix)]
+        if entries and not any(k.startswith(prefix + "model.") for k in entries):
+            official = {k.removeprefix(prefix): state_dict.pop(k) for k in entries}
+            state_dict.update({prefix + k: v for k, v in self._from_official(official).items()})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _from_official(self, official: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An official dense checkpoint's backbone entries, un-prefixed -> this module's keys."""
+        keys = {own: name for name, own in _own_names(self.model, self.model.state_dict()).items()}
+        inner = self.model.model if isinstance(self.model, FeatureGetterNet) else None
+        try:
+            converted = convert_official(self.model_name, official, inner) if self.layout else official
+            unknown = sorted(set(converted) - keys.keys())
+            missing = sorted(k for k in keys if k not in converted and not k.endswith("num_batches_tracked"))
+            if unknown or missing:
+                raise ValueError(f"unexpected keys {unknown[:5]}, missing keys {missing[:5]}")
+        except ValueError as err:
+            raise ValueError(
+                f"the checkpoint's backbone entries (official layout) do not fit AttnZooBackbone"
+                f"({self.model_name!r}, dense_form={self.dense_form!r}) as built: {err}"
+            ) from err
+        return {"model." + keys[k]: v for k, v in converted.items()}
+
 
 def _family_layout(model_name: str) -> DenseLayout | None:
     """The family record's layout; ``None`` for a model timm registers and attnzoo does not."""
@@ -218,24 +267,26 @@ def _family_layout(model_name: str) -> DenseLayout | None:
         return None
 
 
-def _own_names(model: nn.Module) -> dict[str, str]:
-    """The ``features_only`` wrapper's parameter names -> the model's own (state-dict) names.
+def _own_names(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, str]:
+    """The ``features_only`` wrapper's parameter names (or other ``names`` of its state dict) -> the
+    model's own (state-dict) names.
 
     timm's getter wrapper holds the model as ``model``; its list / dict wrappers flatten each top-level
     ``nn.Sequential`` a feature comes from (``flatten_sequential``: ``stem.conv1`` becomes child
     ``stem_conv1``), and such a Sequential shows up as the dotted prefix of a ``feature_info`` module.
     """
+    names = [name for name, _ in model.named_parameters()] if names is None else names
     if isinstance(model, FeatureGetterNet):
-        return {name: name.removeprefix("model.") for name, _ in model.named_parameters()}
+        return {name: name.removeprefix("model.") for name in names}
     flattened = {d["module"].split(".")[0] for d in model.feature_info.info if "." in d["module"]}
-    names = {}
-    for name, _ in model.named_parameters():
+    own = {}
+    for name in names:
         child, _, rest = name.partition(".")
         prefix = next((p for p in flattened if child.startswith(p + "_")), None)
         if prefix is not None:
             child = f"{prefix}.{child[len(prefix) + 1 :]}"
-        names[name] = f"{child}.{rest}"
-    return names
+        own[name] = f"{child}.{rest}"
+    return own
 
 
 def _ranks_by_order(own: dict[str, str], stages: list[str]) -> dict[str, int]:

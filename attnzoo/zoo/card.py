@@ -44,10 +44,13 @@ model = dict(
 
 ### transformers
 ```python
-import attnzoo  # registers the architecture with timm, which transformers' TimmWrapper builds
-from transformers import AutoModelForImageClassification
+import attnzoo  # first: transformers builds the model with timm.create_model, which needs it registered
+from transformers import AutoImageProcessor, AutoModelForImageClassification, TimmBackbone
 
-model = AutoModelForImageClassification.from_pretrained("{repo_id}")
+processor = AutoImageProcessor.from_pretrained("{repo_id}")
+model = AutoModelForImageClassification.from_pretrained("{repo_id}").eval()
+logits = model(**processor(image)).logits  # image: a PIL image
+backbone = TimmBackbone.from_pretrained("hf-hub:{repo_id}", out_indices=(-1,))  # timm's feature indices
 ```
 """
 

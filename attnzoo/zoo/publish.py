@@ -1,14 +1,15 @@
 """Convert a checkpoint (official, timm-trained or an mmdet / mmseg fine-tune) into a Hugging Face Hub
-folder for timm, and push it.
+folder for timm and transformers, and push it.
 
 The folder is what ``timm.models.push_to_hf_hub`` uploads (``model.safetensors``, timm's
-``config.json``) plus a model card (:mod:`attnzoo.zoo.card`) and ``provenance.json`` naming the source
-file and its SHA-256, so ``timm.create_model("hf-hub:<repo>", pretrained=True)`` loads it (after
-``import attnzoo``). The weights are read and converted with
-:func:`attnzoo.zoo.convert.load_for_model` and loaded into the model strictly before anything is
-written; the folder is built beside the target (``.<name>.*``, removed however the conversion ends,
-Ctrl-C and SIGTERM included) and moved into place only when complete, so a failed or interrupted
-conversion leaves an existing folder as it was.
+``config.json``, see :func:`save_model_files`) plus a model card (:mod:`attnzoo.zoo.card`) and
+``provenance.json`` naming the source file and its SHA-256, so both
+``timm.create_model("hf-hub:<repo>", pretrained=True)`` and transformers'
+``AutoModelForImageClassification.from_pretrained("<repo>")`` load it (after ``import attnzoo``).
+The weights are read and converted with :func:`attnzoo.zoo.convert.load_for_model` and loaded into
+the model strictly before anything is written; the folder is built beside the target (``.<name>.*``,
+removed however the conversion ends, Ctrl-C and SIGTERM included) and moved into place only when
+complete, so a failed or interrupted conversion leaves an existing folder as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
+import torch
 
 from attnzoo import __version__ as attnzoo_version
 from attnzoo._timm import save_for_hf
@@ -32,11 +34,29 @@ from attnzoo.zoo.facts import count_params
 from attnzoo.zoo.registry import require_model
 from attnzoo.zoo.targets import check_target, replace_folder
 
-__all__ = ["PROVENANCE_FILE", "ConvertedCheckpoint", "convert_checkpoint", "push_folder"]
+__all__ = ["PROVENANCE_FILE", "ConvertedCheckpoint", "convert_checkpoint", "push_folder", "save_model_files"]
 
 # What a folder was converted from (model, tag, source, its SHA-256): `attnzoo release` compares it to skip
 # a repo that already holds the same release.
 PROVENANCE_FILE = "provenance.json"
+
+
+def save_model_files(model: torch.nn.Module, folder: Path) -> None:
+    """Write ``model.safetensors`` and a ``config.json`` that timm and transformers both load.
+
+    timm's ``save_for_hf`` also records ``num_classes`` in ``model_args``; transformers' TimmWrapper
+    passes ``model_args`` to ``timm.create_model`` beside its own ``num_classes`` (a ``TypeError``:
+    "got multiple values for keyword argument 'num_classes'"). The root ``num_classes`` is what both
+    build the head from (timm through the pretrained cfg, transformers as ``num_labels``), so the copy
+    in ``model_args`` is dropped; the other arguments (depths, sizes) stay for both to rebuild the model.
+    """
+    save_for_hf(model, str(folder), safe_serialization=True)
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.get("model_args", {}).pop("num_classes", None)
+    if config.get("model_args") == {}:
+        del config["model_args"]
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,7 @@ def convert_checkpoint(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        save_for_hf(model, str(staging), safe_serialization=True)
+        save_model_files(model, staging)
         card = model_card(model, model_name, source, sha, repo_id=repo_id, weights=weights)
         (staging / "README.md").write_text(card, encoding="utf-8")
         provenance = dict(

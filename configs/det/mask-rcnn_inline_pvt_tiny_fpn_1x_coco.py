@@ -8,21 +8,10 @@
 # The backbone gives its raw stage outputs (no dense form, no extra norms; channels 64 / 128 / 320 / 512,
 # strides 4 / 8 / 16 / 32); position embeddings are resampled to each image's size.
 # pretrained=True loads the official ImageNet-1k checkpoint (the README's TsinghuaCloud link).
-_base_ = ["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/mask-rcnn_fpn_1x_coco.py"]
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="inline_pvt_tiny",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.1,
-    ),
+    backbone=dict(model_name="inline_pvt_tiny", drop_path_rate=0.1),
     neck=dict(in_channels=[64, 128, 320, 512]),
 )
 

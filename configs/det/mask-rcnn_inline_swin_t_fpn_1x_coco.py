@@ -10,21 +10,10 @@
 # channels 96 / 192 / 384 / 768; how windows work at detection sizes (zero padding, shifts, rectangular
 # windows) is documented in attnzoo/backbones/inline_swin.py.
 # pretrained=True loads the official ImageNet-1k checkpoint (the official README's TsinghuaCloud link).
-_base_ = ["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/mask-rcnn_fpn_1x_coco.py"]
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="inline_swin_tiny",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.2,
-    ),
+    backbone=dict(model_name="inline_swin_tiny", drop_path_rate=0.2),
     neck=dict(in_channels=[96, 192, 384, 768]),
 )
 
@@ -32,15 +21,4 @@ param_scheduler = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=1000),
     dict(type="MultiStepLR", begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
-
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            "relative_position_bias_table": dict(decay_mult=0.0),
-            "norm": dict(decay_mult=0.0),
-        }
-    ),
-)
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={"relative_position_bias_table": dict(decay_mult=0.0)}))

@@ -7,31 +7,14 @@
 # dense_form='det': a LayerNorm on each stage output and no classifier head, the layout of the official
 # detector's backbone (detect/mmdet/models/backbones/MALA.py; channels 64 / 128 / 256 / 512).
 # pretrained=True loads the official ImageNet-1k checkpoint from the Hub, as the official config does.
-_base_ = ["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/mask-rcnn_fpn_1x_coco.py"]
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="mala_t",
-        dense_form="det",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.1,
-    ),
+    backbone=dict(model_name="mala_t", dense_form="det", drop_path_rate=0.1),
     neck=dict(in_channels=[64, 128, 256, 512]),
 )
 
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.0004, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0)}),
-)
+optim_wrapper = dict(optimizer=dict(lr=0.0004))
 
 # The official backbone uses SyncBatchNorm; mmengine converts the detector's BatchNorms when distributed:
 sync_bn = "torch"

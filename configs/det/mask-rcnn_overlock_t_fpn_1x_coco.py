@@ -11,31 +11,14 @@
 # Target (official detection/readme.md): 48.3 box AP / 43.3 mask AP; official detector checkpoint
 # https://github.com/LMMMEng/OverLoCK/releases/download/v1/maskrcnn1x_overlock_tiny_coco.pth
 # (its backbone.* weights load with backbone.pretrained='path/to/it.pth').
-_base_ = ["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/mask-rcnn_fpn_1x_coco.py"]
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="overlock_t",
-        dense_form="det",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.2,
-    ),
+    backbone=dict(model_name="overlock_t", dense_form="det", drop_path_rate=0.2),
     neck=dict(in_channels=[64, 128, 384, 640]),
 )
 
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.0002, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0)}),
-)
+optim_wrapper = dict(optimizer=dict(lr=0.0002))
 
 # The official backbone converts its BatchNorms to SyncBatchNorm when training is distributed; mmengine
 # does the same (for the whole detector, whose neck and heads have no BatchNorm) with:

@@ -1,25 +1,11 @@
-# Mask R-CNN + FPN, Sparsifiner-S (DeiT-S with predictor-chosen sparse attention) backbone, COCO 1x.
-# No official dense recipe exists and no Sparsifiner weights were released: pass your own checkpoint
-# as backbone.pretrained='path/to/ckpt' (an official-format or timm DeiT-S file; DeiT weights leave
-# the connectivity predictors at their initialisation). The plain ViT gives stride-16 maps of blocks
-# 3 / 5 / 7 / 11; mmseg's Feature2Pyramid rescales them to strides 4-32 for the FPN (ViTDet-style).
-# AdamW lr 1e-4, weight decay 0.05 without decay on norms, position embedding and class token,
-# drop_path_rate 0.1; mmdet's 1x schedule (steps at epochs 8 and 11).
-_base_ = ["mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+# mask-rcnn_sparsifiner_deit_s_fpn_1x_coco: the Sparsifiner-T Mask R-CNN config with Sparsifiner-S
+# (DeiT-S with predictor-chosen sparse attention, width 384): the same plain-ViT recipe (simple feature
+# pyramid on blocks 3 / 5 / 7 / 11, FPN, AdamW 1e-4 with layer-wise lr decay 0.7, mmdet's 1x). No
+# Sparsifiner weights were released: pass a DeiT-S checkpoint as backbone.pretrained='path/to/ckpt'.
+_base_ = ["./mask-rcnn_sparsifiner_deit_t_fpn_1x_coco.py"]
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="sparsifiner_deit_s",
-        out_indices=(3, 5, 7, 11),
-        pretrained=False,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.1,
-    ),
+    backbone=dict(model_name="sparsifiner_deit_s"),
     neck=[
         dict(
             type="mmseg.Feature2Pyramid",
@@ -29,17 +15,4 @@ model = dict(
         ),
         dict(type="FPN", in_channels=[384] * 4, out_channels=256, num_outs=5),
     ],
-)
-
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.0001, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        custom_keys={
-            "norm": dict(decay_mult=0.0),
-            "pos_embed": dict(decay_mult=0.0),
-            "cls_token": dict(decay_mult=0.0),
-        }
-    ),
 )

@@ -7,37 +7,12 @@
 # base; the official run used fp16 (add --amp) and SyncBN in the backbone (sync_bn below).
 # dense_form='seg': a LayerNorm on each stage output, the layout of the official segmentor's backbone
 # (segmentation/mmseg/models/backbones/MALA.py; channels 64 / 128 / 256 / 512).
-_base_ = ["mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/upernet_512x512_160k_ade20k.py"]
 
 model = dict(
-    pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="mala_t",
-        dense_form="seg",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.1,
-    ),
-    decode_head=dict(in_channels=[64, 128, 256, 512], in_index=[0, 1, 2, 3], num_classes=150),
-    auxiliary_head=dict(in_channels=256, in_index=2, num_classes=150),
+    backbone=dict(model_name="mala_t", dense_form="seg", drop_path_rate=0.1),
+    decode_head=dict(in_channels=[64, 128, 256, 512]),
+    auxiliary_head=dict(in_channels=256),
 )
-
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0)}),
-)
-
-param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type="PolyLR", eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
-]
 
 sync_bn = "torch"

@@ -13,25 +13,12 @@
 # Target (official segmentation/readme.md): 50.3 mIoU (single scale); official segmentor checkpoint
 # https://github.com/LMMMEng/OverLoCK/releases/download/v1/upernet_overlock_tiny_ade20k.pth
 # (its backbone.* weights load with backbone.pretrained='path/to/it.pth').
-_base_ = ["mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py"]
-
-custom_imports = dict(imports=["attnzoo.mm"], allow_failed_imports=False)
+_base_ = ["../_base_/upernet_512x512_160k_ade20k.py"]
 
 model = dict(
-    pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type="AttnZooBackbone",
-        model_name="overlock_t",
-        dense_form="seg",
-        out_indices=(0, 1, 2, 3),
-        pretrained=True,
-        frozen_stages=-1,
-        norm_eval=False,
-        drop_path_rate=0.2,
-    ),
-    decode_head=dict(in_channels=[64, 128, 384, 640], in_index=[0, 1, 2, 3], num_classes=150),
-    auxiliary_head=dict(in_channels=384, in_index=2, num_classes=150),
+    backbone=dict(model_name="overlock_t", dense_form="seg", drop_path_rate=0.2),
+    decode_head=dict(in_channels=[64, 128, 384, 640]),
+    auxiliary_head=dict(in_channels=384),
 )
 
 test_pipeline = [
@@ -43,18 +30,6 @@ test_pipeline = [
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-
-optim_wrapper = dict(
-    _delete_=True,
-    type="OptimWrapper",
-    optimizer=dict(type="AdamW", lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={"norm": dict(decay_mult=0.0)}),
-)
-
-param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type="PolyLR", eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
-]
 
 # The official backbone converts its BatchNorms to SyncBatchNorm when training is distributed (the heads
 # already use SyncBN); mmengine does the same with:

@@ -1,4 +1,5 @@
-"""BiFormer: official keys and checkpoints, Triton path inside the model, any-size features, cfgs."""
+"""BiFormer: official keys and checkpoints, Triton path inside the model, any-size features, cfgs, the
+official dense forms and their zero padding."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import attnzoo
 from attnzoo.backbones import FAMILIES
 from attnzoo.backbones.biformer import BiFormer, convert_biformer
 from attnzoo.kernels import use_kernels
+from attnzoo.layers import BiLevelRoutingAttention
 from attnzoo.weights.fetch import url_cache_path
 from tests.helpers.kernel_check import DEVICE
 from tests.helpers.parity import load_golden, official_state_dict
 
 SMALL_CFG = dict(depths=(1, 1, 1, 1), embed_dims=(32, 64, 96, 128), head_dim=16, n_win=3)
+FORMS = FAMILIES["biformer"].dense.forms
 
 
 def test_keys_are_the_official_manifest():
@@ -59,10 +62,16 @@ def test_converter_rejects_other_widths():
         convert_biformer(sd, narrow)
 
 
-def test_triton_path_matches_reference_in_model():
-    """A small BiFormer, odd input size (padded regions, k capped): kernel vs reference, fwd and grads."""
+@pytest.mark.parametrize(
+    "pad_mode", ["mask", pytest.param("zeros", marks=pytest.mark.slow)]
+)  # zeros: the layer-level test below is the default tier's case
+def test_triton_path_matches_reference_in_model(pad_mode):
+    """A small BiFormer, odd input size (padded regions; mask: k capped): kernel vs reference, fwd and
+    grads."""
     torch.manual_seed(0)
-    model = timm.create_model("biformer_tiny", num_classes=5, **SMALL_CFG).eval().to(DEVICE)
+    model = (
+        timm.create_model("biformer_tiny", num_classes=5, pad_mode=pad_mode, **SMALL_CFG).eval().to(DEVICE)
+    )
     x = torch.randn(1, 3, 44, 60).to(DEVICE)
 
     def run(backend):
@@ -115,3 +124,88 @@ def test_pretrained_cfgs():
         assert cfg.license == "mit" and cfg.paper_ids == "arXiv:2303.08810"
         assert any(str(top1) in n for n in cfg.notes)
     assert isinstance(timm.create_model("biformer_base", depths=(1, 1, 1, 1)), BiFormer)
+
+
+# ------------------------------------------------------------------ padding modes and dense forms
+def _bra(pad_mode: str) -> BiLevelRoutingAttention:
+    torch.manual_seed(0)
+    return BiLevelRoutingAttention(32, num_heads=2, n_win=3, topk=2, pad_mode=pad_mode).double()
+
+
+def test_zero_padding_is_the_official_auto_pad():
+    """'zeros' = the map zero-padded to a multiple of n_win before qkv, attended like any divisible map
+    (official auto_pad), cropped; 'mask' differs there and agrees on divisible sizes."""
+    zeros, mask = _bra("zeros"), _bra("mask")
+    x = torch.randn(2, 7, 11, 32, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, 1, 0, 2))  # 9 x 12: whole 3 x 3 grid of regions
+    with use_kernels("torch"):
+        got = zeros(x)
+        torch.testing.assert_close(got, mask(padded)[:, :7, :11], atol=1e-12, rtol=1e-12)
+        assert (got - mask(x)).abs().max() > 1e-3  # the padded tokens do take part
+        torch.testing.assert_close(zeros(padded), mask(padded), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="pad_mode must be one of"):
+        BiLevelRoutingAttention(32, num_heads=2, pad_mode="reflect")
+
+
+@pytest.mark.parametrize("pad_mode", ["mask", "zeros"])
+def test_triton_path_matches_reference_padded_layer(pad_mode):
+    """Both padding modes on a size n_win does not divide: Triton kernels (interpreter on CPU) vs
+    reference, outputs and gradients."""
+    layer = _bra(pad_mode).float().to(DEVICE)
+    x = torch.randn(1, 8, 10, 32).to(DEVICE)
+
+    def run(backend):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_()
+        with use_kernels(backend):
+            out = layer(xi)
+        out.square().sum().backward()
+        return [out.detach(), xi.grad, *(p.grad.clone() for p in layer.parameters())]
+
+    for got, want in zip(run("triton"), run("torch"), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("form", "n_win"), [("det", 16), ("seg", 8)])
+def test_dense_forms_are_the_official_backbones(form, n_win):
+    """BiFormer_mm (object_detection/ and semantic_segmentation/ alike): the golden's official keys (no
+    norm / head, extra_norms.0-3), the configs' n_win, zero padding, normed outputs at any size."""
+    model = timm.create_model("biformer_tiny", **FORMS[form]).eval()
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert own == {k: tuple(s) for k, s in load_golden("biformer_tiny_dense")["manifest"]}
+    layers = [m for m in model.modules() if isinstance(m, BiLevelRoutingAttention)]
+    assert layers and all(m.n_win == n_win and m.pad_mode == "zeros" for m in layers)
+    small = timm.create_model("biformer_tiny", features_only=True, **{**FORMS[form], **SMALL_CFG}).eval()
+    with torch.no_grad():
+        feats = small(torch.randn(1, 3, 50, 70))
+    assert [tuple(f.shape[1:]) for f in feats] == [
+        (c, -(-50 // s), -(-70 // s)) for c, s in zip(SMALL_CFG["embed_dims"], (4, 8, 16, 32), strict=True)
+    ]
+    for f in feats:  # LayerNorm2d with unit weight, zero bias: zero mean over channels per position
+        torch.testing.assert_close(f.mean(1), torch.zeros_like(f[:, 0]), atol=1e-5, rtol=0)
+
+
+def test_dense_form_loads_classifier_and_official_dense_checkpoints(tmp_path: Path):
+    """pretrained=<ImageNet file> into the det form: norm / head stay behind, extra_norms keep their
+    init (the official non-strict load); an official detector's ``backbone.*`` fills every tensor."""
+    classifier = {k: v.float() for k, v in official_state_dict(load_golden("biformer_tiny")).items()}
+    path = tmp_path / "biformer_tiny_in1k.pth"
+    torch.save({"model": classifier}, path)
+    model = timm.create_model(
+        "biformer_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **FORMS["det"]
+    )
+    own = model.state_dict()
+    assert {k for k in classifier if k not in own} == {
+        k for k in classifier if k.startswith(("norm.", "head."))
+    }
+    assert all(torch.equal(own[k], v) for k, v in classifier.items() if k in own)
+    assert torch.equal(own["extra_norms.0.weight"], torch.ones(64))
+
+    dense = {k: v.float() for k, v in official_state_dict(load_golden("biformer_tiny_dense")).items()}
+    state = {**{f"backbone.{k}": v for k, v in dense.items()}, "neck.fpn_convs.0.conv.weight": torch.ones(1)}
+    torch.save({"meta": {}, "state_dict": state}, path)
+    model = timm.create_model(
+        "biformer_tiny", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **FORMS["seg"]
+    )
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in dense.items())

@@ -1,0 +1,11 @@
+# RetinaNet + FPN, COCO 1x, InLine-CSwin-T backbone (stage outputs, strides 4-32, channels 64 / 128 / 256 /
+# 512).
+# InLine (LeapLabTHU/InLine) publishes no detection / segmentation code, configs or results: this is
+# attnzoo's set-up, not a reproduction: the recipe of ../_base_/retinanet_fpn_1x_coco.py
+# with drop_path_rate 0.1 (attnzoo's choice).
+_base_ = ["../_base_/retinanet_fpn_1x_coco.py"]
+
+model = dict(
+    backbone=dict(model_name="inline_cswin_tiny", drop_path_rate=0.1),
+    neck=dict(in_channels=[64, 128, 256, 512]),
+)

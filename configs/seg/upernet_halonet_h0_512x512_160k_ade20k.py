@@ -1,0 +1,14 @@
+# UperNet, ADE20K 512x512, 160k iterations, HaloNet-H0 backbone (stage outputs, strides 4-32, channels 32 /
+# 64 / 128 / 256).
+# The HaloNet paper's H-series has no released code, weights or dense recipe (pretrained=False: train
+# from scratch or pass a checkpoint as backbone.pretrained='path'); HaloNet-H0's stride-2 stem output,
+# feature_info 0, is skipped: this is attnzoo's set-up, not a reproduction: the recipe of
+# ../_base_/upernet_512x512_160k_ade20k.py
+# with drop_path_rate 0.1 (attnzoo's choice).
+_base_ = ["../_base_/upernet_512x512_160k_ade20k.py"]
+
+model = dict(
+    backbone=dict(model_name="az_halonet_h0", drop_path_rate=0.1, out_indices=(1, 2, 3, 4), pretrained=False),
+    decode_head=dict(in_channels=[32, 64, 128, 256]),
+    auxiliary_head=dict(in_channels=128),
+)
