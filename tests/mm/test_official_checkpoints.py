@@ -80,6 +80,45 @@ def test_load_from_an_official_mask_rcnn_checkpoint(tmp_path: Path, model_name: 
     detector.load_state_dict(loaded, strict=True)
 
 
+def test_load_from_an_official_upernet_checkpoint(tmp_path: Path):
+    """The official BiFormer segmentor (UperNet + FCN auxiliary head; its backbone has the det form's
+    modules, n_win 8) through mmseg: ``load_from`` fills the seg form and both heads."""
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    golden = load_golden("biformer_tiny_dense")
+    widths = [shape[1] for shape in golden["output_shapes"]]
+    cfg = get_config("mmseg::_base_/models/upernet_r50.py").model
+    cfg.pretrained = None  # the base's ResNet weights, which mmseg would hand the backbone
+    cfg.backbone = dict(
+        type="AttnZooBackbone", model_name="biformer_tiny", dense_form="seg", drop_path_rate=0.0
+    )
+    bn = dict(type="BN", requires_grad=True)
+    cfg.decode_head.update(in_channels=widths, channels=16, num_classes=5, norm_cfg=bn)
+    cfg.auxiliary_head.update(in_channels=widths[2], channels=8, num_classes=5, norm_cfg=bn)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        segmentor = SEG_MODELS.build(cfg)
+    official = _official_backbone(golden)
+    heads = {
+        k: v + torch.rand_like(v) if v.is_floating_point() else v + 3
+        for k, v in segmentor.state_dict().items()
+        if not k.startswith("backbone.")
+    }
+    assert any(k.startswith("auxiliary_head.") for k in heads)
+    path = tmp_path / "upernet_official.pth"
+    state = {**{f"backbone.{k}": v for k, v in official.items()}, **heads}
+    torch.save({"meta": dict(mmseg_version="0.30.0", iter=160000), "state_dict": state}, path)
+
+    load_checkpoint(segmentor, str(path), map_location="cpu", strict=True)
+
+    loaded = segmentor.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in heads.items())
+    backbone = segmentor.backbone.model.model
+    expected = attnzoo.convert_official("biformer_tiny", official, backbone)
+    assert expected.keys() == backbone.state_dict().keys()
+    assert all(torch.equal(loaded[f"backbone.model.model.{k}"], v) for k, v in expected.items())
+
+
 def test_a_checkpoint_of_another_form_fails_naming_the_keys():
     """The det backbone's output norms have no place in the classifier's features: a clear error, the
     backbone untouched."""

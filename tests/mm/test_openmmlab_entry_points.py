@@ -50,10 +50,7 @@ def _test_metrics(work_dir: Path) -> dict:
 @pytest.mark.parametrize(
     ("package", "make_config", "checkpoint", "iterations", "metric"),
     [
-        # The default tier runs this config through the project's tools/ (tests/mm/test_tools.py).
-        pytest.param(
-            "mmdet", retinanet_config, "epoch_4.pth", 8, "coco/bbox_mAP_50", marks=pytest.mark.slow, id="det"
-        ),
+        pytest.param("mmdet", retinanet_config, "epoch_4.pth", 8, "coco/bbox_mAP_50", id="det"),
         pytest.param("mmseg", upernet_config, "iter_6.pth", 6, "mIoU", id="seg"),
     ],
 )
