@@ -9,24 +9,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
 from mmdet.registry import MODELS as DET_MODELS
-from mmdet.structures import DetDataSample
-from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData, PixelData
 from mmseg.registry import MODELS as SEG_MODELS
-from mmseg.structures import SegDataSample
 
 import attnzoo
 from attnzoo.backbones import FAMILIES, UnknownModelError
 from attnzoo.mm import AttnZooBackbone
 from attnzoo.zoo.facts import smallest_variant_per_family
 from attnzoo.zoo.registry import family_of
+from tests.helpers.mm_batches import det_batch as _det_batch
+from tests.helpers.mm_batches import seg_batch as _seg_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -306,42 +303,6 @@ def _steps(model, data, n=5, lr=0.01):
         optimizer.step()
         losses.append(loss.item())
     return losses
-
-
-def _det_batch(h=96, w=128, n_images=2, masks=False):
-    """Random images with three boxes each; ``masks``: each box's filled rectangle as its mask."""
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(n_images):
-        inputs.append(torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8))
-        xy = torch.rand(3, 2, generator=gen) * torch.tensor([w * 0.6, h * 0.6])
-        wh = 12 + torch.rand(3, 2, generator=gen) * torch.tensor([w * 0.3, h * 0.3])
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0)))
-        bboxes = torch.cat([xy, xy + wh], dim=1)
-        sample.gt_instances = InstanceData(bboxes=bboxes, labels=torch.randint(0, 3, (3,), generator=gen))
-        if masks:
-            bitmaps = np.zeros((3, h, w), dtype=np.uint8)
-            for bitmap, (x0, y0, x1, y1) in zip(bitmaps, bboxes.round().int().tolist(), strict=True):
-                bitmap[y0:y1, x0:x1] = 1
-            sample.gt_instances.masks = BitmapMasks(bitmaps, h, w)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def _seg_batch():
-    """Two 64 x 96 images labelled in four quadrants, one class darkened in the image."""
-    gen = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(2):
-        img = torch.randint(0, 256, (3, 64, 96), generator=gen, dtype=torch.uint8)
-        label = torch.zeros(1, 64, 96, dtype=torch.long)
-        label[:, 32:, :48], label[:, :32, 48:], label[:, 32:, 48:] = 1, 2, 3  # quadrants
-        img[0, label[0] == 1] //= 2  # some signal in the image
-        sample = SegDataSample(metainfo=dict(img_shape=(64, 96), ori_shape=(64, 96), pad_shape=(64, 96)))
-        sample.gt_sem_seg = PixelData(data=label)
-        inputs.append(img)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def test_retinanet_biformer_trains_a_few_steps():

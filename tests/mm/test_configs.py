@@ -3,6 +3,7 @@ layer-wise lr decay constructor they use for plain ViTs."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from pathlib import Path
@@ -22,6 +23,8 @@ from torch import nn
 from attnzoo.backbones import FAMILIES
 from attnzoo.mm import AttnZooBackbone, LayerDecayOptimWrapperConstructor
 from attnzoo.zoo.registry import family_of
+from tests.helpers.mm_batches import det_batch, seg_batch
+from tests.helpers.shallow import shallow_kwargs
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_FILES = sorted((ROOT / "configs").rglob("*.py"))
@@ -40,6 +43,17 @@ def _read_openmmlab_metafiles_once():
     utils._get_cfg_metainfo = original
 
 
+@functools.cache
+def _loaded(path: Path) -> Config:
+    return Config.fromfile(path)
+
+
+def _load(path: Path) -> Config:
+    """A shipped config, loaded once per test run (~0.25 s each: mmdet's / mmseg's base chains), copied
+    so a test's changes stay its own."""
+    return copy.deepcopy(_loaded(path))
+
+
 def _base_of(path: Path) -> str:
     """The first ``_base_`` entry of a config, as written (read as text: loading at collection is slow)."""
     return re.search(r'^_base_ = \["([^"]+)"', path.read_text(), re.MULTILINE).group(1)
@@ -53,8 +67,7 @@ def _backbone_name(path: Path) -> str:
 
 def _is_root(path: Path) -> bool:
     """A family's root det / seg config: Mask R-CNN 1x or UperNet straight on a configs/_base_ fragment.
-    Those build in the default tier, one det and one seg per family; every other config (another
-    detector, schedule or size) builds in the slow tier (OverLoCK-B Mask R-CNN takes ~30 s on CPU)."""
+    Those train in the default tier (shallow backbone), one det and one seg per family."""
     on_fragment = _base_of(path).startswith("../_base_/")
     return on_fragment and path.name.startswith(("mask-rcnn_", "upernet_")) and "_3x_" not in path.name
 
@@ -76,7 +89,7 @@ def test_every_family_has_every_task():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_config_loads(path):
-    cfg = Config.fromfile(path)
+    cfg = _load(path)
     assert cfg.custom_imports["imports"] == ["attnzoo.mm"]
     assert cfg.default_scope == {"det": "mmdet", "seg": "mmseg"}[path.parent.name]
     backbone = cfg.model.backbone
@@ -88,41 +101,111 @@ def test_config_loads(path):
         assert 0 < cfg.optim_wrapper.paramwise_cfg.decay_rate < 1
 
 
-def _build(scope, cfg):
-    with DefaultScope.overwrite_default_scope(scope):
-        return {"mmdet": DET_MODELS, "mmseg": SEG_MODELS}[scope].build(cfg)
-
-
-def _build_case(path):
-    marks = () if _is_root(path) else (pytest.mark.slow,)
-    return pytest.param(path, id=str(path.relative_to(ROOT / "configs")), marks=marks)
-
-
-@pytest.mark.parametrize("path", [_build_case(p) for p in CONFIGS])
-def test_config_builds_and_predicts(path):
-    """The model and optimizer a config describes build (random weights, no downloads), and a 64 x 96
-    image goes through extract_feat and predict."""
-    cfg = Config.fromfile(path)
-    cfg.model.backbone.pretrained = False
+def _build(cfg):
+    """The model of a loaded config, seeded, with its init_weights applied, in the config's scope."""
     torch.manual_seed(0)
-    model = _build(cfg.default_scope, cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = {"mmdet": DET_MODELS, "mmseg": SEG_MODELS}[cfg.default_scope].build(cfg.model)
     model.init_weights()
+    return model
+
+
+def _optim_wrapper(model, cfg):
+    """The config's own optimizer wrapper, built as a runner does; layer-wise lr decay (the plain-ViT
+    recipe) gives several lrs, the largest being the config's."""
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lrs = {g["lr"] for g in optim_wrapper.optimizer.param_groups}
     layer_decay = cfg.optim_wrapper.get("constructor") == "LayerDecayOptimWrapperConstructor"
     assert (len(lrs) > 1) == layer_decay and max(lrs) == cfg.optim_wrapper.optimizer.lr
+    return optim_wrapper
+
+
+def _assert_predicts(model, scope):
+    """A 64 x 96 image goes through extract_feat and predict (eval), features finite."""
     model.eval()
     h, w = 64, 96
     img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
     meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), scale_factor=(1.0, 1.0))
-    sample = (DetDataSample if cfg.default_scope == "mmdet" else SegDataSample)(metainfo=meta)
+    sample = (DetDataSample if scope == "mmdet" else SegDataSample)(metainfo=meta)
     with torch.no_grad():
         batch = model.data_preprocessor(dict(inputs=[img], data_samples=[sample]), training=False)
         feats = model.extract_feat(batch["inputs"])
         results = model(**batch, mode="predict")
     assert len(feats) >= 4 and all(torch.isfinite(f).all() for f in feats)
     assert len(results) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_config_builds_and_predicts(path):
+    """The model and optimizer a config describes build at full size (random weights, no downloads), and
+    an image goes through extract_feat and predict (OverLoCK-B Mask R-CNN takes ~30 s on CPU)."""
+    cfg = _load(path)
+    cfg.model.backbone.pretrained = False
+    model = _build(cfg)
+    _optim_wrapper(model, cfg)
+    _assert_predicts(model, cfg.default_scope)
+
+
+def _shallow(backbone):
+    """The backbone cfg at the family's shallow depth (tests/helpers/shallow.py: the same widths, so the
+    config's neck / head widths are still checked), no drop path, no download. A plain ViT's output
+    blocks (3 / 5 / 7 / 11) do not exist at a shallow depth: it gets one block per output instead."""
+    kwargs = shallow_kwargs(backbone.model_name)
+    backbone.update(pretrained=False, drop_path_rate=0.0, **kwargs)
+    outs = backbone.get("out_indices")
+    if isinstance(kwargs.get("depth"), int) and outs is not None and max(outs) >= kwargs["depth"]:
+        backbone.update(depth=len(outs), out_indices=tuple(range(len(outs))))
+
+
+def _train(model, optim_wrapper, data, steps=2):
+    """``steps`` steps of the config's optimizer. Each loss is finite and every trainable backbone
+    parameter gets a finite gradient each step (no unused parameter, which DDP would reject), non-zero
+    in at least one step (a zero-initialised residual branch end, e.g. HaloNet's last BN, passes none to
+    its branch until it has moved), and has changed at the end. The losses."""
+    model.train()
+    params = {n: p for n, p in model.backbone.named_parameters() if p.requires_grad}
+    start = {n: p.detach().clone() for n, p in params.items()}
+    losses, zero = [], set(params)
+    for _ in range(steps):
+        batch = model.data_preprocessor(data, training=True)
+        loss, _ = model.parse_losses(model(**batch, mode="loss"))
+        assert torch.isfinite(loss), loss
+        optim_wrapper.backward(loss)
+        bad = [n for n, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all()]
+        assert not bad, f"backbone parameters without a finite gradient: {bad}"
+        zero -= {n for n, p in params.items() if p.grad.any()}
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        losses.append(loss.item())
+    assert not zero, f"backbone parameters whose gradient stayed zero: {sorted(zero)}"
+    unchanged = [n for n, p in params.items() if torch.equal(p, start[n])]
+    assert not unchanged, f"backbone parameters training left unchanged: {unchanged}"
+    return losses
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if _is_root(p)], ids=lambda p: p.name)
+def test_root_config_trains_and_predicts(path):
+    """Each family's root det / seg config, its backbone shallow: the model and the config's own optimizer
+    (layer-wise lr decay for plain ViTs) train two steps on a tiny batch (see ``_train``), then
+    predict. The full-size builds are test_config_builds_and_predicts (slow tier)."""
+    cfg = _load(path)
+    _shallow(cfg.model.backbone)
+    # The heads' inner widths narrowed (their in_channels, what the backbone feeds, kept) and 64 RoIs of
+    # 512 sampled: the full-width heads' CPU time is several times the shallow backbones'.
+    if cfg.default_scope == "mmdet":
+        roi = cfg.model.roi_head
+        roi.bbox_head.fc_out_channels, roi.mask_head.conv_out_channels = 64, 32
+        cfg.model.train_cfg.rcnn.sampler.num = 64
+        data = det_batch(n_images=1, masks=True)
+    else:  # seg_batch's 64 x 96 images, not the 512 x 512 crop
+        cfg.model.data_preprocessor.size = (64, 96)
+        cfg.model.decode_head.channels, cfg.model.auxiliary_head.channels = 32, 16
+        data = seg_batch()
+    model = _build(cfg)
+    _train(model, _optim_wrapper(model, cfg), data)
+    _assert_predicts(model, cfg.default_scope)
 
 
 # ------------------------------------------------------------------- official settings, per family
@@ -138,7 +221,7 @@ def test_mala_configs_match_the_backbone_and_the_official_settings():
     paths = [p for p in CONFIGS if "_mala_" in p.name]
     assert len(paths) == 20
     for path in paths:
-        cfg = Config.fromfile(path)
+        cfg = _load(path)
         backbone = cfg.model.backbone
         size = backbone.model_name.removeprefix("mala_")
         widths = list(_VARIANTS[size]["embed_dims"])
@@ -165,7 +248,7 @@ def test_overlock_configs_match_the_backbone_and_the_official_settings():
     paths = [p for p in CONFIGS if "overlock" in p.name]
     assert len(paths) == 15
     for path in paths:
-        cfg = Config.fromfile(path)
+        cfg = _load(path)
         backbone = cfg.model.backbone
         form, size = backbone.dense_form, backbone.model_name.removeprefix("overlock_")
         c1, c2, c3, c4 = _VARIANTS[size]["embed_dim"]
