@@ -24,6 +24,7 @@ from attnzoo.zoo.facts import smallest_variant_per_family
 from attnzoo.zoo.registry import family_of
 from tests.helpers.mm_batches import det_batch as _det_batch
 from tests.helpers.mm_batches import seg_batch as _seg_batch
+from tests.helpers.mm_models import narrow_mask_rcnn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -388,13 +389,8 @@ def test_mask_rcnn_overlock_trains_a_few_steps():
     model_cfg = cfg.model
     assert model_cfg.backbone.dense_form == "det"
     _tiny_overlock(model_cfg.backbone)
-    model_cfg.neck.update(in_channels=_TINY_OVERLOCK_WIDTHS, out_channels=32)
-    model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
-    roi = model_cfg.roi_head
-    roi.bbox_roi_extractor.update(out_channels=32)
-    roi.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=3)
-    roi.mask_roi_extractor.update(out_channels=32)
-    roi.mask_head.update(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)
+    model_cfg.neck.update(in_channels=_TINY_OVERLOCK_WIDTHS)
+    narrow_mask_rcnn(model_cfg, 32, fc_width=64, num_classes=3)
     torch.manual_seed(0)
     model = _build("mmdet", model_cfg)
     model.init_weights()
@@ -576,13 +572,8 @@ def test_mask_rcnn_mala_trains_a_few_steps():
     assert model_cfg.backbone.dense_form == "det"
     _tiny_mala(model_cfg.backbone)
     widths = list(_TINY_MALA["embed_dims"])
-    model_cfg.neck.update(in_channels=widths, out_channels=32)
-    model_cfg.rpn_head.update(in_channels=32, feat_channels=32)
-    roi = model_cfg.roi_head
-    roi.bbox_roi_extractor.update(out_channels=32)
-    roi.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=3)
-    roi.mask_roi_extractor.update(out_channels=32)
-    roi.mask_head.update(in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)
+    model_cfg.neck.update(in_channels=widths)
+    narrow_mask_rcnn(model_cfg, 32, fc_width=64, num_classes=3)
     torch.manual_seed(0)
     model = _build("mmdet", model_cfg)
     model.init_weights()

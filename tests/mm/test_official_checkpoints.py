@@ -15,6 +15,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 import attnzoo
 from attnzoo.mm import AttnZooBackbone
+from tests.helpers.mm_models import narrow_mask_rcnn
 from tests.helpers.parity import load_golden, official_state_dict
 
 # model -> the dense golden whose manifest lists the official det backbone's keys and shapes
@@ -25,13 +26,8 @@ CASES = {"biformer_tiny": "biformer_tiny_dense", "mala_t": "mala_t_det"}
 def _mask_rcnn(model_name: str, widths: list[int]) -> torch.nn.Module:
     cfg = get_config("mmdet::_base_/models/mask-rcnn_r50_fpn.py").model
     cfg.backbone = dict(type="AttnZooBackbone", model_name=model_name, dense_form="det", drop_path_rate=0.0)
-    cfg.neck.update(in_channels=widths, out_channels=16)  # narrow neck and heads: the keys are what counts
-    cfg.rpn_head.update(in_channels=16, feat_channels=16)
-    roi = cfg.roi_head
-    roi.bbox_roi_extractor.update(out_channels=16)
-    roi.bbox_head.update(in_channels=16, fc_out_channels=16)
-    roi.mask_roi_extractor.update(out_channels=16)
-    roi.mask_head.update(in_channels=16, conv_out_channels=16)
+    cfg.neck.update(in_channels=widths)
+    narrow_mask_rcnn(cfg, 16)  # narrow neck and heads: the keys are what counts
     with DefaultScope.overwrite_default_scope("mmdet"):
         return MODELS.build(cfg)
 

@@ -27,6 +27,7 @@ import attnzoo.mm  # noqa: F401  (registers AttnZooBackbone with mmdet)
 from attnzoo.cli import main
 from attnzoo.zoo import load_for_model
 from attnzoo.zoo.publish import convert_checkpoint
+from tests.helpers.mm_models import narrow_mask_rcnn
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMM_MODEL = "az_convit_tiny"
@@ -124,13 +125,7 @@ def _tiny_mask_rcnn_mala() -> torch.nn.Module:
     narrow neck and heads; the backbone is the real MALA-T, so the result fits `attnzoo convert mala_t`."""
     cfg = Config.fromfile(ROOT / "configs/det/mask-rcnn_mala_t_fpn_1x_coco.py").model
     cfg.backbone.update(pretrained=False, drop_path_rate=0.0)
-    cfg.neck.update(out_channels=16)
-    cfg.rpn_head.update(in_channels=16, feat_channels=16)
-    roi = cfg.roi_head
-    roi.bbox_roi_extractor.update(out_channels=16)
-    roi.bbox_head.update(in_channels=16, fc_out_channels=16, num_classes=3)
-    roi.mask_roi_extractor.update(out_channels=16)
-    roi.mask_head.update(in_channels=16, conv_out_channels=16, num_convs=1, num_classes=3)
+    narrow_mask_rcnn(cfg, 16, num_classes=3)
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope("mmdet"):
         detector = DET_MODELS.build(cfg)
