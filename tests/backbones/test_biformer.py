@@ -127,45 +127,6 @@ def test_pretrained_cfgs():
 
 
 # ------------------------------------------------------------------ padding modes and dense forms
-def _bra(pad_mode: str) -> BiLevelRoutingAttention:
-    torch.manual_seed(0)
-    return BiLevelRoutingAttention(32, num_heads=2, n_win=3, topk=2, pad_mode=pad_mode).double()
-
-
-def test_zero_padding_is_the_official_auto_pad():
-    """'zeros' = the map zero-padded to a multiple of n_win before qkv, attended like any divisible map
-    (official auto_pad), cropped; 'mask' differs there and agrees on divisible sizes."""
-    zeros, mask = _bra("zeros"), _bra("mask")
-    x = torch.randn(2, 7, 11, 32, dtype=torch.float64)
-    padded = torch.nn.functional.pad(x, (0, 0, 0, 1, 0, 2))  # 9 x 12: whole 3 x 3 grid of regions
-    with use_kernels("torch"):
-        got = zeros(x)
-        torch.testing.assert_close(got, mask(padded)[:, :7, :11], atol=1e-12, rtol=1e-12)
-        assert (got - mask(x)).abs().max() > 1e-3  # the padded tokens do take part
-        torch.testing.assert_close(zeros(padded), mask(padded), atol=0, rtol=0)
-    with pytest.raises(ValueError, match="pad_mode must be one of"):
-        BiLevelRoutingAttention(32, num_heads=2, pad_mode="reflect")
-
-
-@pytest.mark.parametrize("pad_mode", ["mask", "zeros"])
-def test_triton_path_matches_reference_padded_layer(pad_mode):
-    """Both padding modes on a size n_win does not divide: Triton kernels (interpreter on CPU) vs
-    reference, outputs and gradients."""
-    layer = _bra(pad_mode).float().to(DEVICE)
-    x = torch.randn(1, 8, 10, 32).to(DEVICE)
-
-    def run(backend):
-        layer.zero_grad()
-        xi = x.clone().requires_grad_()
-        with use_kernels(backend):
-            out = layer(xi)
-        out.square().sum().backward()
-        return [out.detach(), xi.grad, *(p.grad.clone() for p in layer.parameters())]
-
-    for got, want in zip(run("triton"), run("torch"), strict=True):
-        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize(("form", "n_win"), [("det", 16), ("seg", 8)])
 def test_dense_forms_are_the_official_backbones(form, n_win):
     """BiFormer_mm (object_detection/ and semantic_segmentation/ alike): the golden's official keys (no

@@ -1,4 +1,5 @@
-"""BiLevelRoutingAttention / GlobalAttentionLePE against dense, explicitly masked re-derivations."""
+"""BiLevelRoutingAttention / GlobalAttentionLePE against dense, explicitly masked re-derivations; the
+routed layer's two padding modes ("mask", "zeros": the official auto_pad)."""
 
 import math
 
@@ -45,9 +46,32 @@ def test_bra_layer_matches_dense_masked_form(size):
     torch.testing.assert_close(got, dense_bra(layer, x), atol=1e-12, rtol=1e-12)
 
 
-def test_bra_layer_triton_path_forward_and_grads():
+def _bra(pad_mode: str) -> BiLevelRoutingAttention:
     torch.manual_seed(0)
-    layer = BiLevelRoutingAttention(32, num_heads=2, n_win=3, topk=2).to(DEVICE)
+    return BiLevelRoutingAttention(32, num_heads=2, n_win=3, topk=2, pad_mode=pad_mode).double()
+
+
+def test_zero_padding_is_the_official_auto_pad():
+    """'zeros' = the map zero-padded to a multiple of n_win before qkv, attended like any divisible map
+    (official auto_pad), cropped; 'mask' differs there and agrees on divisible sizes."""
+    zeros, mask = _bra("zeros"), _bra("mask")
+    x = torch.randn(2, 7, 11, 32, dtype=torch.float64)
+    padded = torch.nn.functional.pad(x, (0, 0, 0, 1, 0, 2))  # 9 x 12: whole 3 x 3 grid of regions
+    with use_kernels("torch"):
+        got = zeros(x)
+        torch.testing.assert_close(got, mask(padded)[:, :7, :11], atol=1e-12, rtol=1e-12)
+        assert (got - mask(x)).abs().max() > 1e-3  # the padded tokens do take part
+        torch.testing.assert_close(zeros(padded), mask(padded), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="pad_mode must be one of"):
+        BiLevelRoutingAttention(32, num_heads=2, pad_mode="reflect")
+
+
+@pytest.mark.parametrize("pad_mode", ["mask", "zeros"])
+def test_bra_layer_triton_path_forward_and_grads(pad_mode):
+    """Both padding modes on a size n_win does not divide (8 x 10, n_win 3): Triton kernels
+    (interpreter on CPU) vs reference, outputs and gradients."""
+    torch.manual_seed(0)
+    layer = BiLevelRoutingAttention(32, num_heads=2, n_win=3, topk=2, pad_mode=pad_mode).to(DEVICE)
     x = torch.randn(1, 8, 10, 32).to(DEVICE)
 
     def run(backend):
