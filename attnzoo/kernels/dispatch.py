@@ -4,14 +4,21 @@
 tracing or exporting the graph; ``torch`` always picks the reference; ``triton`` always picks the
 kernel (on CPU that needs ``TRITON_INTERPRET=1``). The environment variable ``ATTNZOO_KERNELS`` sets
 the process default and :func:`use_kernels` overrides it for a block of code.
+
+The override is a plain module global, not a ``ContextVar``: ``torch.compile(fullgraph=True)`` reads a
+global (and guards on it, so a compiled model recompiles when the backend changes), while Dynamo in
+torch 2.11 cannot trace ``ContextVar.get``. So the override holds for the whole process, every thread.
+Where ``auto`` runs the reference on CUDA tensors (a shape, dtype or Triton install the kernel does not
+support), one warning per op says so: a silent fallback would hide a slow path.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.util
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Literal
 
@@ -21,7 +28,12 @@ Backend = Literal["auto", "triton", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
 ENV_VAR = "ATTNZOO_KERNELS"
 
-_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnzoo_kernels", default=None)
+_LOG = logging.getLogger(__name__)
+
+# The innermost use_kernels() backend, None outside any.
+_forced: str | None = None
+# Ops (their modules) already warned about falling back to the reference on CUDA.
+_warned: set[str] = set()
 
 
 def _check(backend: str) -> str:
@@ -32,9 +44,8 @@ def _check(backend: str) -> str:
 
 def kernel_backend() -> str:
     """The backend in force: the innermost :func:`use_kernels`, else ``$ATTNZOO_KERNELS``, else auto."""
-    forced = _override.get()
-    if forced is not None:
-        return forced
+    if _forced is not None:
+        return _forced
     env = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     try:
         return _check(env)
@@ -45,11 +56,12 @@ def kernel_backend() -> str:
 @contextlib.contextmanager
 def use_kernels(backend: Backend) -> Iterator[None]:
     """Run the enclosed code with ``backend`` ('auto', 'triton' or 'torch')."""
-    token = _override.set(_check(backend))
+    global _forced
+    outer, _forced = _forced, _check(backend)
     try:
         yield
     finally:
-        _override.reset(token)
+        _forced = outer
 
 
 # Looked up once: a constant is free to read, also inside a torch.compile'd graph.
@@ -93,4 +105,21 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
         if not triton_interpreter() and not all(t.is_cuda for t in tensors):
             raise RuntimeError("kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
         return True
-    return supported and triton_available() and all(t.is_cuda for t in tensors) and not graph_capture()
+    if not all(t.is_cuda for t in tensors) or graph_capture():
+        return False
+    if supported and triton_available():
+        return True
+    _warn_fallback()
+    return False
+
+
+def _warn_fallback() -> None:
+    """Say once per op (its module) that ``auto`` runs the torch reference on CUDA tensors."""
+    if torch.compiler.is_compiling():
+        return
+    op = sys._getframe(2).f_globals.get("__name__", "?")
+    if op in _warned:
+        return
+    _warned.add(op)
+    why = "this shape or dtype" if triton_available() else "a missing triton package"
+    _LOG.warning("%s: CUDA tensors run the torch reference, not the Triton kernel, because of %s", op, why)

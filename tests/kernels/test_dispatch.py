@@ -56,3 +56,39 @@ def test_auto_falls_back_while_exporting(monkeypatch):
     x = torch.zeros(2, device="cuda") if torch.cuda.is_available() else torch.zeros(2)
     with use_kernels("auto"):
         assert not use_triton(x)
+
+
+def test_auto_fallback_on_cuda_is_logged_once_per_op(monkeypatch, caplog):
+    """An unsupported call on CUDA tensors runs the reference under auto, and says so once per op."""
+    monkeypatch.setattr(dispatch, "_warned", set())
+    cuda_like = torch.zeros(2).as_subclass(_CudaLike)
+    with use_kernels("auto"), caplog.at_level("WARNING", logger=dispatch.__name__):
+        assert not use_triton(cuda_like, supported=False)
+        assert not use_triton(cuda_like, supported=False)
+        assert use_triton(cuda_like) == dispatch.triton_available()
+    warnings = [r for r in caplog.records if "run the torch reference" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "shape or dtype" in warnings[0].getMessage()
+
+
+def test_backend_override_guards_compiled_code(monkeypatch):
+    """fullgraph torch.compile reads the backend in force (and recompiles when it changes)."""
+    monkeypatch.delenv("ATTNZOO_KERNELS", raising=False)
+
+    @torch.compile(fullgraph=True, backend="eager")
+    def pick(x):
+        return x + 1 if kernel_backend() == "torch" else x - 1
+
+    x = torch.zeros(2)
+    with use_kernels("torch"):
+        assert pick(x).tolist() == [1.0, 1.0]
+    with use_kernels("auto"):
+        assert pick(x).tolist() == [-1.0, -1.0]
+
+
+class _CudaLike(torch.Tensor):
+    """A CPU tensor that says it is on CUDA, to reach the CUDA branch of the dispatch rule."""
+
+    @property
+    def is_cuda(self) -> bool:
+        return True
