@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from attnzoo.kernels.common.tiles import load_tile, store_tile
+from attnzoo.kernels.common.tuning import autotune
 
 
 @triton.jit
@@ -87,6 +88,7 @@ def _window_step_grad(
     return p * (dp - delta[:, None]), pa, a, c, mk
 
 
+@autotune(key=["H", "W", "C", "CV"])
 @triton.jit
 def contmix_fwd_kernel(
     Q, P, PB, RPB, V, O, LSE, G, H, W, C, CV, NIB, NJB,
@@ -113,6 +115,7 @@ def contmix_fwd_kernel(
     tl.store(LSE + rows, m_i + tl.log(l_i), mask=pm)
 
 
+@autotune(key=["H", "W", "C", "CV"])
 @triton.jit
 def contmix_bwd_dq_kernel(
     Q, P, PB, RPB, V, DO, LSE, DELTA, DQ, G, H, W, C, CV, NIB, NJB,
@@ -134,6 +137,7 @@ def contmix_bwd_dq_kernel(
     store_tile(DQ, rows, pm, C, BC, dq)
 
 
+@autotune(key=["H", "W", "C", "CV", "NSTEP"])
 @triton.jit
 def contmix_bwd_params_kernel(
     Q, P, PB, RPB, V, DO, LSE, DELTA, DP, E, G, H, W, C, CV, NSTEP,
@@ -199,6 +203,7 @@ def contmix_bwd_params_kernel(
     tl.store(dp_ptrs, dproj.to(DP.dtype.element_ty), mask=(ch < C)[:, None] & mk[None, :])
 
 
+@autotune(key=["H", "W", "C", "CV"])
 @triton.jit
 def contmix_bwd_dv_kernel(
     Q, P, PB, RPB, DO, LSE, DV, G, H, W, C, CV, NIB, NJB,

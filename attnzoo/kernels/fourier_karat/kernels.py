@@ -9,6 +9,7 @@ import triton
 import triton.language as tl
 
 from attnzoo.kernels.common.tiles import atomic_add_tile, load_tile, store_tile, token_tile, token_tiles
+from attnzoo.kernels.common.tuning import ONE_STAGE, autotune
 
 
 @triton.jit
@@ -28,6 +29,7 @@ def _silu_and_grad(s):
     return s * sig, sig * (1.0 + s * (1.0 - sig))
 
 
+@autotune(key=["N", "D", "R", "H"], warps_stages=ONE_STAGE)
 @triton.jit
 def fwd_kernel(
     Q, K, C, P, N, D, R, H, qk_scale,
@@ -77,6 +79,7 @@ def _score_grad(s, dp, C, h, tok, c_mask, N, R, J: tl.constexpr, G: tl.constexpr
     return ds
 
 
+@autotune(key=["N", "D", "R", "H"], warps_stages=ONE_STAGE)
 @triton.jit
 def dq_kernel(
     Q, K, C, DP, DQ, N, D, R, H, qk_scale,

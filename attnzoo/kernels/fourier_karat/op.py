@@ -56,9 +56,6 @@ if triton_available():
             BD=pow2(q.shape[-1]),
             BR=pow2(coef.shape[-1]),
             PRECISION=precision(q),
-            # One stage: software pipelining would buffer the 2G + 1 coefficient tiles of several key
-            # tiles in shared memory (over the 227 KiB of an H200 at G = 4 in fp32).
-            num_stages=1,
         )
 
     def _sizes(q: torch.Tensor, coef: torch.Tensor) -> tuple[int, int, int, int]:
@@ -86,8 +83,10 @@ if triton_available():
         wrap_triton(dq_kernel)[(triton.cdiv(n, meta["BM"]), bh)](
             q, k, coef, grad_p, dq, *_sizes(q, coef), scale, **meta
         )
+        # Not tuned: it adds into dC atomically, and a timed trial would add again. One stage, as
+        # common.tuning.ONE_STAGE says for the tuned kernels.
         wrap_triton(dk_dcoef_kernel)[(triton.cdiv(n, meta["BN"]), bh)](
-            q, k, coef, grad_p, dk, dc, *_sizes(q, coef), scale, **meta
+            q, k, coef, grad_p, dk, dc, *_sizes(q, coef), scale, **meta, num_stages=1
         )
         return dq, dk, dc.to(coef.dtype)
 

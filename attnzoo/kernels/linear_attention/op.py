@@ -111,12 +111,10 @@ if triton_available():
     def _flat(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(-1, *t.shape[-2:]).contiguous()
 
-    def _meta(q: torch.Tensor, v: torch.Tensor, matrices: int = 1) -> dict:
-        """Widths, dot precision and warps of a kernel whose programs hold ``matrices`` ``[D, Dv]`` fp32
-        tiles (the backward's query pass: the statistics and the dKV sum): 8 warps from 8K such
-        floats on (two at 64 x 64, one at 128 x 128). Not tuned on a GPU yet."""
+    def _meta(q: torch.Tensor, v: torch.Tensor) -> dict:
+        """Widths and dot precision (the warps are tuned per shape: common.tuning)."""
         bd, bdv = pow2(q.shape[-1]), pow2(v.shape[-1])
-        return dict(BD=bd, BDV=bdv, PRECISION=precision(q), num_warps=8 if matrices * bd * bdv >= 8192 else 4)
+        return dict(BD=bd, BDV=bdv, PRECISION=precision(q))
 
     def _token_tile(n: int) -> int:
         """Tokens per tile: a power of two in ``[16, budget]`` (64 on a GPU, so registers stay bounded)."""
@@ -201,7 +199,7 @@ if triton_available():
         wrap_triton(query_grad_kernel)[(chunks, slices)](
             q3, zq3, do3, stats.contiguous(), dq, dzq, partial, n, d, dv, chunk, chunks,
             scale, scale / n, eps, scale / n, 1.0 / n,
-            BT=bt, MALA=mala, FINAL=chunks == 1, **_meta(q, v, matrices=2),
+            BT=bt, MALA=mala, FINAL=chunks == 1, **_meta(q, v),
         )  # fmt: skip
         _finish(partial, gstats, chunks, d, dv, scale / n, 1.0 / n)
         wrap_triton(key_grad_kernel)[(triton.cdiv(n, bt), slices)](

@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from attnzoo.kernels.common.tiles import load_row, load_tile, store_row, store_tile
+from attnzoo.kernels.common.tuning import GATHER_WARPS_STAGES, autotune
 
 
 @triton.jit
@@ -44,6 +45,7 @@ def _gather(X, rows, valid, width, BW: tl.constexpr):
     return x.to(tl.float32)
 
 
+@autotune(key=["M", "N", "TOPK", "D", "DV"], warps_stages=GATHER_WARPS_STAGES)
 @triton.jit
 def topk_fwd_kernel(
     Q, K, V, IDX, O, LSE, scale, M, N, TOPK, D, DV, NMB,
@@ -72,6 +74,7 @@ def topk_fwd_kernel(
     tl.store(LSE + rows, m_i + tl.log(l_safe), mask=row_mask)
 
 
+@autotune(key=["M", "N", "TOPK", "D", "DV"], warps_stages=GATHER_WARPS_STAGES)
 @triton.jit
 def topk_bwd_dq_kernel(
     Q, K, V, IDX, DO, LSE, DELTA, DQ, scale, M, N, TOPK, D, DV, NMB,
@@ -95,6 +98,7 @@ def topk_bwd_dq_kernel(
     store_tile(DQ, rows, row_mask, D, BD, dq * scale)
 
 
+@autotune(key=["M", "N", "TOPK", "D", "DV"], warps_stages=GATHER_WARPS_STAGES)
 @triton.jit
 def topk_bwd_dkdv_kernel(
     Q, K, V, SRC, OFF, DO, LSE, DELTA, DK, DVV, scale, M, N, TOPK, D, DV,

@@ -12,11 +12,9 @@ __all__ = ["topk_attention"]
 # Launch shape, measured on an H200 (bf16, B x 6 heads x head dim 64; N = 197 / 577 / 1025 with
 # K = 50 / 145 / 257; rows per program 1 / 2 / 4 / 8 x 1 / 2 / 4 / 8 warps): the smallest programs win,
 # since every row gathers its own keys and there is no tile reuse to feed more warps (4 warps: ~1.4-1.9x
-# slower; 8 rows per program: up to 10x slower with 1 warp). One query row and one warp per forward /
-# dQ program, one warp per dK / dV (key) program.
+# slower; 8 rows per program: up to 10x slower with 1 warp). One query row per forward / dQ program;
+# the warps are tuned per shape over common.tuning.GATHER_WARPS_STAGES, which starts at one warp.
 ROWS_PER_PROGRAM = 1
-ROW_WARPS = 1
-KEY_WARPS = 1
 
 
 def _supported(q: torch.Tensor, v: torch.Tensor) -> bool:
@@ -80,7 +78,7 @@ if triton_available():
         lse = torch.empty((b, h, m), device=q.device, dtype=torch.float32)
         meta = _row_meta(q, v, idx)
         wrap_triton(topk_fwd_kernel)[(b * h * meta["NMB"],)](
-            q, k, v, idx, out, lse, scale, **_sizes(q, k, v, idx), **meta, num_warps=ROW_WARPS
+            q, k, v, idx, out, lse, scale, **_sizes(q, k, v, idx), **meta
         )
         return out, lse
 
@@ -104,14 +102,13 @@ if triton_available():
         sizes = _sizes(q, k, v, idx)
         meta = _row_meta(q, v, idx)
         wrap_triton(topk_bwd_dq_kernel)[(b * h * meta["NMB"],)](
-            q, k, v, idx, grad_out, lse, delta, dq, scale, **sizes, **meta, num_warps=ROW_WARPS
+            q, k, v, idx, grad_out, lse, delta, dq, scale, **sizes, **meta
         )
         # For each key, the query rows that selected it.
         src, off = invert_index(idx.flatten(0, 1).flatten(1), idx.shape[-1], n)
         wrap_triton(topk_bwd_dkdv_kernel)[(b * h * n,)](
             q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **sizes,
             BE=tile(triton.cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],
-            num_warps=KEY_WARPS,
         )  # fmt: skip
         return dq, dk, dvv
 
