@@ -5,7 +5,8 @@ shape does not fix: warps per program and pipeline stages. The key is the launch
 so a new stage shape is tuned once and then cached (also on disk, in Triton's cache). Each config is
 timed briefly (5 ms warm-up, 25 ms of runs), since a model meets many shapes on its first batch.
 Under the CPU interpreter (``TRITON_INTERPRET=1``) there is nothing to time: only the first config
-is kept and no benchmarking runs.
+is kept and no benchmarking runs; ``ATTNZOO_AUTOTUNE=0`` does the same on a GPU (read at import: a
+quick start, e.g. for tests that meet hundreds of shapes once each).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS
     Only kernels whose outputs are written, not accumulated, may be tuned: a timed trial runs the
     kernel on the real buffers, so a kernel that adds into its output would add once per trial.
     """
-    pairs = warps_stages[:1] if os.environ.get("TRITON_INTERPRET", "0") == "1" else warps_stages
+    pairs = warps_stages if _TUNE else warps_stages[:1]
     configs = [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
     return triton.autotune(configs=configs, key=list(key), do_bench=_BENCH, cache_results=True)
 
 
+_TUNE = os.environ.get("TRITON_INTERPRET", "0") != "1" and os.environ.get("ATTNZOO_AUTOTUNE", "1") != "0"
 _BENCH = functools.partial(triton.testing.do_bench, warmup=5, rep=25)
