@@ -1,5 +1,7 @@
 """Infinite Self-Attention (pure and linear) beyond the kernel battery: eps / scale, the official formula,
-fp16 overflow, all-negative logits, dispatch and rho, named shape errors."""
+fp16 overflow, all-negative logits, dispatch and rho, named shape errors, and the work splits against
+the float64 reference (linear: token chunks, one or several, the last ragged, the GPU chunking; pure:
+the 128-token program tiles of long slices, ``<dO, O>`` from per-tile shares or inline)."""
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from attnzoo.kernels import (
     use_kernels,
 )
 from attnzoo.kernels.infinite_attention import infsa_linear_scores_reference, infsa_pure_scores_reference
+from attnzoo.kernels.infinite_attention import op as infsa_op
 from attnzoo.kernels.infinite_attention.spec import make_problem
 from attnzoo.kernels.registry import KERNELS
 from tests.helpers.kernel_check import DEVICE, check_spec
@@ -128,3 +131,68 @@ def test_bad_shapes_are_named():
             fn(q, k[:, :-1], v)
         with pytest.raises(ValueError, match="expects q, k of one shape"):
             fn(q, k, v[:, :-1])
+
+
+def _vs_float64(op, bh, n, dqk=16, dv=12, seed=0):
+    """The Triton op in fp32 against the float64 reference, forward and q / k / v gradients, each
+    relative to ``max(1, |reference|)`` below 2e-5; then the kernel battery's fp16 (and, on a GPU,
+    bf16) check."""
+    gen = torch.Generator().manual_seed(seed)
+    tensors = [torch.randn(bh, n, d, generator=gen, dtype=torch.float64) for d in (dqk, dqk, dv)]
+    ref_in = [t.clone().requires_grad_() for t in tensors]
+    ref = REFERENCES[op](*ref_in)
+    grad = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(ref, ref_in, grad)
+    got_in = [t.float().to(DEVICE).requires_grad_() for t in tensors]
+    with use_kernels("triton"):
+        out = PUBLIC[op](*got_in)
+    got = torch.autograd.grad(out, got_in, grad.float().to(DEVICE))
+    errors = {
+        name: (a.cpu().double() - b).abs().max().item() / max(1.0, b.abs().max().item())
+        for name, a, b in zip(("out", "q", "k", "v"), (out, *got), (ref, *want), strict=True)
+    }
+    assert max(errors.values()) < 2e-5, errors
+    for dtype in (torch.float16, *((torch.bfloat16,) if DEVICE == "cuda" else ())):
+        check_spec(KERNELS[f"infsa_{op}"], [t.float() for t in tensors], (dqk**-0.5, 1e-6), dtype)
+
+
+@pytest.mark.parametrize(
+    ("bh", "n", "split"),
+    [(1, 20, (32, 1)), (1, 96, (32, 3)), (2, 150, (64, 3))],
+    ids=["shorter-than-a-chunk", "whole-chunks", "ragged-last-chunk"],
+)
+def test_linear_chunks_match_float64_reference(monkeypatch, bh, n, split):
+    """Linear InfSA over one token chunk (one launch each way) and over several (partial rows summed
+    in chunk order by every program of the next pass), under the interpreter's chunk budget (also on
+    a GPU)."""
+    monkeypatch.setattr(infsa_op, "LINEAR_GPU_TILES", infsa_op.LINEAR_INTERPRETER_TILES)
+    assert infsa_op.linear_chunking(bh, n, 32) == split
+    _vs_float64("linear", bh, n)
+
+
+def test_linear_gpu_chunking(monkeypatch):
+    """The chunks a GPU gets: one for a ViT-B/16 layer at 224 px, batch 1 (197 tokens, a single
+    launch each way); 256-token chunks for 4K tokens (16 chunks, 192 programs); at most 64 chunks for
+    a long slice; and a ragged split, checked against the reference."""
+    monkeypatch.setattr(infsa_op, "LINEAR_INTERPRETER_TILES", infsa_op.LINEAR_GPU_TILES)
+    assert infsa_op.linear_chunking(12, 197, 128) == (256, 1)
+    assert infsa_op.linear_chunking(12, 4096, 128) == (256, 16)
+    assert infsa_op.linear_chunking(1, 100_000, 128) == (2048, 49)
+    assert infsa_op.linear_chunking(1, 600, 128) == (256, 3)
+    _vs_float64("linear", 1, 600, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("wide_from", "inline_upto", "tiles"),
+    [(100, 0, (128, 64)), (2048, 0, (64, 64)), (2048, 256, (64, 64))],
+    ids=["wide-tiles-delta-shares", "delta-shares", "inline-delta"],
+)
+def test_pure_tiles_match_float64_reference(monkeypatch, wide_from, inline_upto, tiles):
+    """Long slices' 128-token query (forward, dq) and key (dk, dv) program tiles over 64-token inner
+    tiles, the last ragged, and ``<dO, O>`` from per-tile shares or summed by every program (forced
+    here at 150 tokens)."""
+    monkeypatch.setattr(infsa_op, "PURE_WIDE_FROM", wide_from)
+    monkeypatch.setattr(infsa_op, "PURE_INLINE_DELTA_UPTO", inline_upto)
+    q = torch.empty(2, 150, 16)
+    assert infsa_op._pure_meta(q, q)[:2] == tiles
+    _vs_float64("pure", 2, 150, seed=2)

@@ -9,12 +9,13 @@ Pure (quadratic), per (batch, head) slice with ``R = relu((q s)(k s)^T)`` (``N x
     out = R V / (||R||_F + eps)
 
 The Frobenius norm runs over the whole map; there is no softmax and no row normalisation. The Triton
-kernel never materialises ``R``: each query tile accumulates ``R V`` and the row sums of ``R**2`` over
-key tiles (fp32), and a second small kernel reduces the row sums of its slice to the norm and scales.
-Backward: with ``c = n + eps`` and ``n = ||R||_F``,
+kernel never materialises ``R``: each query tile accumulates ``R V`` and its sum of ``R**2`` over key
+tiles (fp32); the norm spans the slice, so a second, elementwise kernel adds the tile sums in tile
+order and scales. Backward: with ``c = n + eps`` and ``n = ||R||_F``,
 ``dR = (dO V^T - beta R) / c`` where ``beta = <dO V^T, R> / (c n) = <dO, O> / n``: the extra reduction
 over the ``N x N`` map collapses to an ``O(N D)`` dot of ``dO`` and ``O`` (like flash attention's
-``delta``), and ``dS = dR * [S > 0]``.
+``delta``), which a small kernel splits into per-tile shares that every dK / dV and dQ program adds in
+tile order; ``dS = dR * [S > 0]``. Long slices use 128-token program tiles over 64-token inner ones.
 
 Linear, per slice::
 
@@ -22,9 +23,11 @@ Linear, per slice::
     a_j = relu(q_bar . k_j s) / (sum_j relu(q_bar . k_j s) + eps),   pooled = sum_j a_j v_j
 
 Every token receives the same ``pooled`` vector, so the op returns ``pooled`` once per slice
-(``[..., D]``) and the layer applies its output projection once per image. The Triton kernel makes
-two memory-bound passes (queries, then keys and values), one program per slice, on the token-tile
-reductions of :mod:`attnzoo.kernels.common.linear_reduce`.
+(``[..., D]``) and the layer applies its output projection once per image. The Triton kernels make
+two memory-bound passes (queries, then keys and values; backward: keys, then queries), each split
+into token chunks, one program per (chunk, slice), so that a batch of one image still fills the GPU:
+the next kernel adds a pass's partial sums in chunk order (deterministic, no atomics; see
+:mod:`attnzoo.kernels.common.linear_reduce`). A slice of one chunk runs both passes in one program.
 
 Modules: ``reference`` (plain torch), ``kernels`` (``@triton.jit``), ``op`` (checks, dispatch, the
 ``torch.ops.attnzoo.infsa_pure`` / ``infsa_linear`` ops), ``spec`` (their entries in the kernel

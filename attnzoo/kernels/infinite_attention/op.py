@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from attnzoo.kernels.dispatch import triton_available, use_triton
+from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 from attnzoo.kernels.infinite_attention.reference import (
     check,
     infsa_linear_reference,
@@ -79,42 +79,58 @@ if triton_available():
 
     from attnzoo.kernels.common.host import define_op, pow2, precision, tile
     from attnzoo.kernels.infinite_attention.kernels import (
-        linear_bwd_kernel,
-        linear_fwd_kernel,
+        linear_finish_kernel,
+        linear_key_grad_kernel,
+        linear_query_grad_kernel,
+        linear_query_kernel,
+        linear_value_kernel,
+        pure_delta_kernel,
         pure_dkdv_kernel,
         pure_dq_kernel,
         pure_finish_kernel,
         pure_fwd_kernel,
     )
 
+    def _f32(t: torch.Tensor) -> dict:
+        return dict(device=t.device, dtype=torch.float32)
+
     # ------------------------------------------------------------------- pure
-    def _pure_meta(q: torch.Tensor, v: torch.Tensor) -> dict:
+    # From this many tokens (and head dims <= 64) a program owns 128 queries (forward, dq) or keys
+    # (dk / dv) instead of 64: half the re-reads of K, V (Q, dO) per slice, still >= 16 programs per
+    # slice. Not tuned on a GPU yet.
+    PURE_WIDE_FROM = 2048
+    # Up to this many tokens every backward program sums <dO, O> of its slice itself (at most ~4
+    # 64-token tiles of dO and O, from L2) instead of a launch computing per-tile shares first.
+    PURE_INLINE_DELTA_UPTO = 256
+
+    def _pure_meta(q: torch.Tensor, v: torch.Tensor) -> tuple[int, int, dict]:
+        """``(wide, narrow, meta)``: the token tile a program owns, the tile it walks, and the rest."""
         n = q.shape[1]
-        return dict(
-            BM=tile(n),
-            BN=tile(n),
-            BD=pow2(q.shape[-1]),
-            BDV=pow2(v.shape[-1]),
-            # 16-bit inputs: the relu map (and its gradient) can exceed the fp16 range, so products
-            # involving it run on fp32 operands at tf32 precision (see ``_mm`` in the kernels).
-            PRECISION=precision(q),
-            LOWP=q.dtype == torch.bfloat16,
-        )
+        bd, bdv = pow2(q.shape[-1]), pow2(v.shape[-1])
+        narrow = tile(n)
+        wide = 128 if n >= PURE_WIDE_FROM and max(bd, bdv) <= 64 else narrow
+        # 16-bit inputs: the relu map (and its gradient) can exceed the fp16 range, so products
+        # involving it run on fp32 operands at tf32 precision (see ``_mm`` in the kernels).
+        meta = dict(BD=bd, BDV=bdv, PRECISION=precision(q), LOWP=q.dtype == torch.bfloat16)
+        return wide, narrow, meta
 
     def _pure_forward(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, eps: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         bh, n, dqk = q.shape
         dv = v.shape[-1]
-        meta = _pure_meta(q, v)
-        u = torch.empty((bh, n, dv), device=q.device, dtype=torch.float32)
-        ss = torch.empty((bh, n), device=q.device, dtype=torch.float32)
-        grid = (triton.cdiv(n, meta["BM"]), bh)
-        wrap_triton(pure_fwd_kernel)[grid](q, k, v, u, ss, n, dqk, dv, scale * scale, **meta)
+        wide, narrow, meta = _pure_meta(q, v)
+        tiles = triton.cdiv(n, wide)
+        u = torch.empty((bh, n, dv), **_f32(q))
+        ss = torch.empty((bh, tiles), **_f32(q))
+        grid = (tiles, bh)
+        wrap_triton(pure_fwd_kernel)[grid](
+            q, k, v, u, ss, n, dqk, dv, scale * scale, BM=wide, BN=narrow, **meta
+        )
         out = torch.empty((bh, n, dv), device=q.device, dtype=q.dtype)
-        norm = torch.empty((bh,), device=q.device, dtype=torch.float32)
+        norm = torch.empty((bh,), **_f32(q))
         wrap_triton(pure_finish_kernel)[grid](
-            u, ss, out, norm, n, dv, eps, BM=meta["BM"], BDV=meta["BDV"], BR=pow2(n, cap=1024)
+            u, ss, out, norm, n, tiles, dv, eps, BM=wide, BDV=meta["BDV"], BR=pow2(tiles, cap=1024)
         )
         return out, norm
 
@@ -131,18 +147,26 @@ if triton_available():
         bh, n, dqk = q.shape
         dv = v.shape[-1]
         grad_out = grad_out.contiguous()
-        # <dO V^T, R> / (c n) = <dO, O> / n: the N x N reduction is an O(N D) one.
-        delta = (grad_out.float() * out.float()).sum(dim=(1, 2))
-        beta = torch.where(norm > 0, delta / norm.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-        meta = _pure_meta(q, v)
+        wide, narrow, meta = _pure_meta(q, v)
+        tiles = triton.cdiv(n, wide)
+        # <dO V^T, R> / (c n) = <dO, O> / n: the N x N reduction is an O(N D) one. Long slices: its
+        # per-tile shares here, added in tile order by every program of the gradient kernels; short
+        # ones: every program computes it, which costs less than a launch.
+        inline = n <= PURE_INLINE_DELTA_UPTO
+        grid = (tiles, bh)
+        delta = None if inline else torch.empty((bh, tiles), **_f32(q))
+        if not inline:
+            wrap_triton(pure_delta_kernel)[grid](grad_out, out, delta, n, dv, BM=wide, BDV=meta["BDV"])
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dvv = torch.empty_like(v)
-        wrap_triton(pure_dkdv_kernel)[(triton.cdiv(n, meta["BN"]), bh)](
-            q, k, v, grad_out, beta, norm, dk, dvv, n, dqk, dv, scale * scale, eps, **meta
+        common = (n, tiles, dqk, dv, scale * scale, eps)
+        meta.update(BR=narrow if inline else pow2(tiles, cap=1024), INLINE=inline)
+        wrap_triton(pure_dkdv_kernel)[grid](
+            q, k, v, grad_out, out, delta, norm, dk, dvv, *common, BM=narrow, BN=wide, **meta
         )
-        wrap_triton(pure_dq_kernel)[(triton.cdiv(n, meta["BM"]), bh)](
-            q, k, v, grad_out, beta, norm, dq, n, dqk, dv, scale * scale, eps, **meta
+        wrap_triton(pure_dq_kernel)[grid](
+            q, k, v, grad_out, out, delta, norm, dq, *common, BM=wide, BN=narrow, **meta
         )
         return dq, dk, dvv
 
@@ -162,54 +186,99 @@ if triton_available():
     )
 
     # ------------------------------------------------------------------- linear
+    # Token chunks of the linear reductions: ``token`` caps the token tile; a chunk is a power of two
+    # of at least ``min_chunk`` tokens (a shorter slice runs in one chunk, one launch each way: one
+    # program walks it faster than two more launches take), sized so that ``slices * chunks`` nears
+    # ``programs`` (a ViT-B layer at batch 1 has 12 slices for 132 SMs), and a slice has at most
+    # ``max_chunks`` (every program of a second pass adds the first pass's partial rows). Under the
+    # interpreter: small tiles and few programs, so the battery's longer problems span several
+    # chunks, the last ragged. Not tuned on a GPU yet.
+    LINEAR_GPU_TILES = {"token": 128, "min_chunk": 256, "programs": 512, "max_chunks": 64}
+    LINEAR_INTERPRETER_TILES = {"token": 32, "min_chunk": 32, "programs": 8, "max_chunks": 64}
+
+    def linear_tiles() -> dict[str, int]:
+        """The chunk / tile budget in force (:data:`LINEAR_INTERPRETER_TILES` under the interpreter)."""
+        return LINEAR_INTERPRETER_TILES if triton_interpreter() else LINEAR_GPU_TILES
+
+    def linear_chunking(slices: int, n: int, token_tile: int) -> tuple[int, int]:
+        """``(chunk, chunks)``: tokens per program (a power of two, at least ``token_tile``) and
+        programs per slice."""
+        budget = linear_tiles()
+        floor = max(token_tile, budget["min_chunk"])
+        per_program = max(
+            pow2(triton.cdiv(slices * n, budget["programs"]), floor=floor),
+            pow2(triton.cdiv(n, budget["max_chunks"]), floor=floor),
+        )
+        return per_program, triton.cdiv(n, per_program)
+
     def _linear_meta(q: torch.Tensor, v: torch.Tensor) -> dict:
+        """Widths and the token tile (at most 8K fp32 tile numbers, so registers stay bounded)."""
         bd, bdv = pow2(q.shape[-1]), pow2(v.shape[-1])
-        return dict(BN=max(16, min(128, 8192 // max(bd, bdv))), BD=bd, BDV=bdv)
+        bn = min(linear_tiles()["token"], 8192 // max(bd, bdv), pow2(q.shape[1]))
+        return dict(BN=max(16, bn), BD=bd, BDV=bdv)
+
+    def _state_width(q: torch.Tensor, v: torch.Tensor) -> int:
+        """fp32 numbers per slice of the forward's state (pooled, q_bar, E, Z) and of its partial rows
+        (``sum e_i q_i s``, ``E``, ``sum r_j v_j``, ``Z``)."""
+        return q.shape[-1] + v.shape[-1] + 2
 
     def _linear_forward(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, eps: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         bh, n, dqk = q.shape
         dv = v.shape[-1]
+        meta = _linear_meta(q, v)
+        chunk, chunks = linear_chunking(bh, n, meta["BN"])
+        width = _state_width(q, v)
         pooled = torch.empty((bh, dv), device=q.device, dtype=q.dtype)
-        pooled32 = torch.empty((bh, dv), device=q.device, dtype=torch.float32)
-        q_bar = torch.empty((bh, dqk), device=q.device, dtype=torch.float32)
-        stats = torch.empty((bh, 2), device=q.device, dtype=torch.float32)
-        wrap_triton(linear_fwd_kernel)[(bh,)](
-            q, k, v, pooled, pooled32, q_bar, stats, n, dqk, dv, scale, eps, **_linear_meta(q, v)
-        )
-        return pooled, pooled32, q_bar, stats
+        state = torch.empty((bh, width), **_f32(q))
+        ws = torch.empty((bh * chunks, width), **_f32(q)) if chunks > 1 else None
+        grid = (chunks, bh)
+        if chunks > 1:
+            wrap_triton(linear_query_kernel)[grid](
+                q, ws, n, dqk, width, chunk, chunks, scale, BN=meta["BN"], BD=meta["BD"]
+            )
+        wrap_triton(linear_value_kernel)[grid](
+            q, k, v, ws, pooled, state, n, dqk, dv, width, chunk, chunks, scale, eps,
+            ONE_CHUNK=chunks == 1, **meta,
+        )  # fmt: skip
+        if chunks > 1:
+            wrap_triton(linear_finish_kernel)[(bh,)](
+                ws, pooled, state, dqk, dv, width, chunks, eps, BD=meta["BD"], BDV=meta["BDV"]
+            )
+        return pooled, state
 
     def _linear_backward(
         grad_pooled: torch.Tensor,
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        pooled32: torch.Tensor,
-        q_bar: torch.Tensor,
-        stats: torch.Tensor,
+        state: torch.Tensor,
         scale: float,
         eps: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         bh, n, dqk = q.shape
         dv = v.shape[-1]
+        meta = _linear_meta(q, v)
+        chunk, chunks = linear_chunking(bh, n, meta["BN"])
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dvv = torch.empty_like(v)
-        wrap_triton(linear_bwd_kernel)[(bh,)](
-            q, k, v, grad_pooled.contiguous(), pooled32, q_bar, stats, dq, dk, dvv, n, dqk, dv, scale, eps,
-            **_linear_meta(q, v),
+        ws = torch.empty((bh * chunks, dqk), **_f32(q)) if chunks > 1 else None
+        grid = (chunks, bh)
+        wrap_triton(linear_key_grad_kernel)[grid](
+            q, k, v, grad_pooled.contiguous(), state, dq, dk, dvv, ws, n, dqk, dv, chunk, chunks, scale, eps,
+            ONE_CHUNK=chunks == 1, **meta,
         )  # fmt: skip
+        if chunks > 1:
+            wrap_triton(linear_query_grad_kernel)[grid](
+                q, state, ws, dq, n, dqk, dv, chunk, chunks, scale, eps, BN=meta["BN"], BD=meta["BD"]
+            )
         return dq, dk, dvv
 
     def _linear_forward_fake(q, k, v, scale, eps):
-        bh, dqk, dv = q.shape[0], q.shape[-1], v.shape[-1]
-        f32 = dict(dtype=torch.float32)
-        return (
-            q.new_empty((bh, dv)),
-            q.new_empty((bh, dv), **f32),
-            q.new_empty((bh, dqk), **f32),
-            q.new_empty((bh, 2), **f32),
+        return q.new_empty((q.shape[0], v.shape[-1])), q.new_empty(
+            (q.shape[0], _state_width(q, v)), dtype=torch.float32
         )
 
     define_op(
@@ -218,5 +287,5 @@ if triton_available():
         backward=_linear_backward,
         forward_fake=_linear_forward_fake,
         backward_fake=_grads_fake,
-        saved=slice(1, None),  # pooled32, q_bar, stats: the fp32 residuals
+        saved=slice(1, None),  # the fp32 state: pooled, q_bar, E, Z
     )
