@@ -12,6 +12,7 @@ from attnzoo.kernels.bilevel_routing import (
     bilevel_routing_attention_reference,
     region_grid,
 )
+from attnzoo.kernels.bilevel_routing.reference import routed_attention
 from attnzoo.kernels.bilevel_routing.spec import SPEC, make_problem
 from tests.helpers.kernel_check import DEVICE, check_spec
 
@@ -148,3 +149,51 @@ def test_bad_shapes_are_named():
         bilevel_routing_attention_reference(q, k, v, idx[:, :-1], *meta)
     with pytest.raises(ValueError, match="heads, H, W, D"):
         bilevel_routing_attention_reference(q[0], k[0], v[0], idx, *meta)
+
+
+def _all_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[B, M, H, W, D]`` -> ``[B, H, W, M * D]``, what routing reads."""
+    return x.permute(0, 2, 3, 1, 4).flatten(3)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "region", "topk"),
+    [
+        (5, 6, (1, 1), 7),  # T = 1: 16 regions per tile, two groups, the last one partial
+        (9, 8, (1, 1), 20),  # 72 regions: the list builder walks them in two chunks
+        (12, 12, (2, 2), 12),  # T = 4: merged lists of up to 36 regions span several tiles
+        (7, 6, (2, 2), 5),  # T = 4, the last region row cut by the map border (2 real tokens)
+        (6, 7, (2, 3), 4),  # T = 6 in 8 token slots, regions of 6, 3, 4 and 2 real tokens
+        (8, 8, (4, 4), 3),  # T = 16: one region per tile, no packing
+        (9, 6, (3, 3), 2),  # T = 9: one padded region per tile, no packing
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_kernel_packs_short_regions(h, w, region, topk, dtype):
+    """Query (forward, dQ) and key (dK / dV) tiles holding several whole regions, on padded maps."""
+    gen = torch.Generator().manual_seed(h * w + topk)
+    q, k, v = (torch.randn(2, 2, h, w, 8, generator=gen) for _ in range(3))
+    idx = bilevel_routing(_all_heads(q), _all_heads(k), region, topk, 0.5)
+    check_spec(SPEC, [q, k, v, idx], (region, 0.5), dtype)
+
+
+@pytest.mark.parametrize("region", [(1, 1), (2, 2), (4, 4)])
+def test_kernel_counts_repeated_regions(region):
+    """A region routed twice (possible only unchecked, e.g. ``topk`` above the region count) weighs
+    its keys twice, as the gathered reference does, in packed and unpacked tiles."""
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 7, 5, 8, generator=gen) for _ in range(3))
+    rh, rw = region
+    grid = (rh, rw, math.ceil(7 / rh), math.ceil(5 / rw))
+    nr = grid[2] * grid[3]
+    idx = torch.randint(nr, (1, nr, nr + 3), generator=gen)  # more entries than regions: repeats
+    leaves = [t.to(DEVICE).requires_grad_() for t in (q, k, v)]
+    out, _ = torch.ops.attnzoo.bilevel_routing_attention(*leaves, idx.to(DEVICE, torch.int32), rh, rw, 0.4)
+    grad = torch.randn(out.shape, generator=gen)
+    out.backward(grad.to(DEVICE))
+    ref_leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    want = routed_attention(*ref_leaves, idx, grid, 0.4)
+    want.backward(grad)
+    torch.testing.assert_close(out.detach().cpu(), want.detach(), atol=2e-5, rtol=2e-5)
+    for got, ref in zip(leaves, ref_leaves, strict=True):
+        torch.testing.assert_close(got.grad.cpu(), ref.grad, atol=1e-4, rtol=1e-4)

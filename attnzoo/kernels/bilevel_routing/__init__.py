@@ -21,8 +21,11 @@ one softmax, to all tokens of the regions ``idx[b, r, :]``. Layout:
 The reference gathers the K selected regions into a ``[B, M, R, K * T, D]`` copy as the official
 ``torch.gather`` path does. The Triton kernels read the selected regions straight from ``k`` / ``v``
 through the routing table (no gathered copy, no padded copy), keep an online softmax in registers,
-and run a deterministic backward without atomics: dQ per query region, dK / dV per key region over
-the query regions that routed to it (an inverted routing table built with one sort).
+and run a deterministic backward without atomics: dQ per query block, dK / dV per key block over
+the query regions that routed to it. Regions of fewer than 16 tokens are packed several to a block,
+each block walking the merged list of its regions' routed (or routing) regions; a small counting
+kernel builds those lists and the inverted routing, once per image, without a sort. The backward is
+three launches (lists, dQ with ``rowsum(dO * O)``, dK / dV).
 
 Modules: ``reference`` (routing and the plain-torch attention), ``kernels`` (``@triton.jit``), ``op``
 (checks, dispatch, the ``torch.ops.attnzoo.bilevel_routing_attention`` op), ``spec`` (its entry in

@@ -49,8 +49,13 @@ if triton_available():
     import triton
     from torch.library import wrap_triton
 
-    from attnzoo.kernels.bilevel_routing.kernels import bra_bwd_dkdv_kernel, bra_bwd_dq_kernel, bra_fwd_kernel
-    from attnzoo.kernels.common.host import define_op, invert_index, pow2, precision, tile
+    from attnzoo.kernels.bilevel_routing.kernels import (
+        bra_bwd_dkdv_kernel,
+        bra_bwd_dq_kernel,
+        bra_fwd_kernel,
+        bra_table_kernel,
+    )
+    from attnzoo.kernels.common.host import define_op, pow2, precision, tile
 
     def _geometry(q: torch.Tensor, idx: torch.Tensor, region_h: int, region_w: int) -> dict:
         b, m, h, w, _ = q.shape
@@ -66,10 +71,37 @@ if triton_available():
             T=region_h * region_w,
             TOPK=idx.shape[-1],
             HEADS=m,
+            CAP=nr,
         )
 
     def _widths(q: torch.Tensor, v: torch.Tensor) -> dict:
         return dict(BD=pow2(q.shape[-1], cap=128), BDV=pow2(v.shape[-1], cap=128), PRECISION=precision(q))
+
+    def _own_tiling(t: int, nr: int) -> tuple[int, int, int, int]:
+        """``(block, TP, NB, programs per slice)`` of the own side: regions shorter than a tile are
+        packed whole (``TP`` token slots each, ``block // TP`` per program), longer ones split into
+        ``NB`` blocks."""
+        block = tile(t)
+        if t < block:
+            tp = pow2(t, floor=1)
+            return block, tp, 1, triton.cdiv(nr, block // tp)
+        nb = triton.cdiv(t, block)
+        return block, block, nb, nr * nb
+
+    def _tables(idx: torch.Tensor, geo: dict, group: int, directions: range) -> tuple[torch.Tensor, ...]:
+        """``(count, list, mult)`` of :func:`bra_table_kernel`, ``[directions.stop, B, NG, ...]``, for
+        the directions asked (0: forward / dQ, 1: dK / dV), in one launch; the others stay unwritten."""
+        b, nr = idx.shape[0], geo["NR"]
+        ng = triton.cdiv(nr, group)
+        count = idx.new_empty((directions.stop, b, ng))
+        lists = idx.new_empty((directions.stop, b, ng, nr))
+        mult = idx.new_empty((directions.stop, b, ng, nr, group))
+        br = pow2(nr, cap=64)
+        jb = min(pow2(geo["TOPK"], floor=1), max(1, 4096 // (br * group)))  # <= 4096 compares a step
+        wrap_triton(bra_table_kernel)[(len(directions) * ng, b)](
+            idx, count, lists, mult, nr, geo["TOPK"], nr, directions.start, G=group, BR=br, JB=jb
+        )
+        return count, lists, mult
 
     def _forward(
         q: torch.Tensor,
@@ -85,11 +117,13 @@ if triton_available():
         dv = v.shape[-1]
         out = torch.empty((b, m, h, w, dv), device=q.device, dtype=q.dtype)
         lse = torch.empty((b, m, h, w), device=q.device, dtype=torch.float32)
-        bq = tile(geo["T"])
-        nqb = triton.cdiv(geo["T"], bq)
-        wrap_triton(bra_fwd_kernel)[(geo["NR"] * nqb, b * m)](
-            q, k, v, idx, out, lse, scale, **geo, DQK=dqk, DV=dv, NQB=nqb,
-            BQ=bq, BK=tile(geo["T"] * geo["TOPK"]), **_widths(q, v),
+        bq, tp, nb, programs = _own_tiling(geo["T"], geo["NR"])
+        packed = bq > tp
+        # One region per program reads its idx row; the table arguments are then never read.
+        count, lists, mult = _tables(idx, geo, bq // tp, range(0, 1)) if packed else (idx, idx, idx)
+        wrap_triton(bra_fwd_kernel)[(programs, b * m)](
+            q, k, v, idx, count, lists, mult, out, lse, scale, **geo, DQK=dqk, DV=dv, NB=nb,
+            BQ=bq, BK=tile(geo["T"] * geo["TOPK"] * (bq // tp)), TP=tp, **_widths(q, v), TABLE=packed,
         )  # fmt: skip
         return out, lse
 
@@ -109,24 +143,23 @@ if triton_available():
         b, m, h, w, dqk = q.shape
         dv = v.shape[-1]
         grad_out = grad_out.contiguous()
-        delta = (grad_out.float() * out.float()).sum(-1).contiguous()
+        delta = torch.empty_like(lse)
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dvv = torch.empty_like(v)
-        t = geo["T"]
-        bq = tile(t)
-        nqb = triton.cdiv(t, bq)
-        wrap_triton(bra_bwd_dq_kernel)[(geo["NR"] * nqb, b * m)](
-            q, k, v, idx, grad_out, lse, delta, dq, scale, **geo, DQK=dqk, DV=dv, NQB=nqb,
-            BQ=bq, BK=tile(t * geo["TOPK"]), **_widths(q, v),
+        block, tp, nb, programs = _own_tiling(geo["T"], geo["NR"])
+        packed = block > tp
+        # One launch builds the dK / dV lists and, when query regions are packed, the dQ lists (else
+        # the unwritten count[0] / lists[0] / mult[0] are never read).
+        count, lists, mult = _tables(idx, geo, block // tp, range(0 if packed else 1, 2))
+        wrap_triton(bra_bwd_dq_kernel)[(programs, b * m)](
+            q, k, v, idx, count[0], lists[0], mult[0], out, grad_out, lse, delta, dq, scale, **geo,
+            DQK=dqk, DV=dv, NB=nb, BQ=block, BK=tile(geo["T"] * geo["TOPK"] * (block // tp)), TP=tp,
+            **_widths(q, v), TABLE=packed,
         )  # fmt: skip
-        # For each key region, the query regions that routed to it.
-        src, off = invert_index(idx.flatten(1), idx.shape[-1], geo["NR"])
-        bk = tile(t)
-        nkb = triton.cdiv(t, bk)
-        wrap_triton(bra_bwd_dkdv_kernel)[(geo["NR"] * nkb, b * m)](
-            q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **geo, DQK=dqk, DV=dv, NKB=nkb,
-            BQ=tile(t * geo["TOPK"]), BK=bk, **_widths(q, v),
+        wrap_triton(bra_bwd_dkdv_kernel)[(programs, b * m)](
+            q, k, v, count[1], lists[1], mult[1], grad_out, lse, delta, dk, dvv, scale, **geo,
+            DQK=dqk, DV=dv, NB=nb, BQ=tile(geo["T"] * geo["NR"]), BK=block, TP=tp, **_widths(q, v),
         )  # fmt: skip
         return dq, dk, dvv
 
