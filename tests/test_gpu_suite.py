@@ -1,0 +1,103 @@
+"""benchmarks/gpu_suite.py: a --quick CPU run without the official anchors writes a well-formed JSON
+and table, and the budget stops the run cleanly, recording what it skipped or interrupted."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "benchmarks" / "gpu_suite.py"
+# a model pair whose anchor is official code (missing here; "infer" also selects its compile task, skipped
+# under --quick) and two kernel tasks
+ONLY = ("infvit_linear_4l infer", "infsa_linear @32 fp32", "bilevel_routing_attention @32 fp32")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("results")
+    env = dict(os.environ, ATTNZOO_ANCHORS=str(out / "no-anchors"), CUDA_VISIBLE_DEVICES="")
+    env.pop("ATTNZOO_KERNELS", None)
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--quick", "--out", str(out), "--budget-s", "300", "--only", *ONLY],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = out.glob("cpu-*.json")
+    assert path.name == f"cpu-{time.strftime('%Y-%m-%d', time.gmtime())}.json"
+    return json.loads(path.read_text()), proc.stdout
+
+
+def test_json_holds_run_facts_and_rows(quick_run):
+    data, _ = quick_run
+    meta = data["meta"]
+    for key in ("device", "date", "torch", "triton", "timm", "peaks", "method"):
+        assert key in meta
+    assert meta["device"] == "cpu" and meta["peaks"] is None and meta["quick"] is True
+    rows = data["rows"]
+    (model,) = [r for r in rows if r["kind"] == "model"]
+    assert model["status"] == "anchor missing" and model["anchor_img_s"] is None
+    assert model["ours_img_s"] > 0 and model["model"] == "infvit_linear_4l" and model["backend"] == "torch"
+    kernels = [r for r in rows if r["kind"] == "kernel"]
+    assert {r["op"] for r in kernels} == {"infsa_linear", "bilevel_routing_attention"}
+    assert {r["pass"] for r in kernels} == {"fwd", "fwd+bwd"}
+    for r in kernels:
+        assert r["backend"] == "torch (reference)" and r["dtype"] == "fp32" and r["ours_ms"] > 0
+        assert r["flops"] and r["bytes"] > 0 and r["pct_peak_tflops"] is None
+        assert r["status"] == "ok" and r["anchor_ms"] > 0 and r["speedup"] > 0
+    (skipped,) = [r for r in rows if r["kind"] == "skipped"]
+    assert skipped["task"] == "infvit_linear_4l infer compiled" and skipped["status"].startswith("skipped")
+
+
+def test_table_is_well_formed(quick_run):
+    data, stdout = quick_run
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    model_lines = [line for line in lines if line.count("|") == 10]
+    kernel_lines = [line for line in lines if line.count("|") == 14]
+    assert len(model_lines) + len(kernel_lines) == len(lines)
+    assert len(model_lines) == 2 + 1  # header, rule, one model row
+    assert len(kernel_lines) == 2 + sum(r["kind"] == "kernel" for r in data["rows"])
+    assert "Not run: infvit_linear_4l infer compiled (skipped: --quick" in stdout
+
+
+@pytest.fixture(scope="module")
+def suite():
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        return importlib.import_module("gpu_suite")
+    finally:
+        sys.path.remove(str(SUITE.parent))
+
+
+def test_budget_interrupts_and_skips(suite, tmp_path):
+    def slow():
+        yield {"kind": "model", "status": "ok"}
+        time.sleep(30)
+        yield {"kind": "model", "status": "never"}
+
+    def never():
+        raise AssertionError("a task past the budget must not start")
+
+    results = suite.Results(tmp_path / "r.json", {"device": "cpu"})
+    budget = suite.Budget(time.monotonic() - suite._T0 + 0.5, 0.0)
+    tasks = [suite.Task("models eager", "slow", slow), suite.Task("kernels 224", "late", never)]
+    start = time.monotonic()
+    suite.execute(tasks, results, budget, min_task_s=0.1)
+    assert time.monotonic() - start < 5
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [(r.get("task"), r["status"]) for r in rows] == [
+        ("slow", "ok"),
+        ("slow", "interrupted: budget"),
+        ("late", "skipped: budget"),
+    ]
