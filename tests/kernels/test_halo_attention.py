@@ -6,7 +6,7 @@ import torch
 from attnzoo.kernels import halo_attention, use_kernels
 from attnzoo.kernels.halo_attention import halo_attention_reference
 from attnzoo.kernels.halo_attention.spec import make_problem
-from tests.helpers.kernel_check import DEVICE
+from tests.helpers.kernel_check import DEVICE, check_against_reference
 
 
 def test_dispatch_uses_kernel_only_when_asked():
@@ -28,3 +28,37 @@ def test_bad_shapes_are_named():
         halo_attention_reference(q, k[:, :-1], v, qrh, qrw, *meta)
     with pytest.raises(ValueError, match="relative logits"):
         halo_attention_reference(q, k, v, qrh[..., :-1], qrw, *meta)
+
+
+def _problem(bh: int, nbh: int, nbw: int, block_q: int, block_kv: int, halo: int, d: int, seed: int = 0):
+    """Random inputs for a ``nbh x nbw`` block grid (k/v padded by ``halo``), head dim ``d``."""
+    gen = torch.Generator().manual_seed(seed)
+    win = block_kv + 2 * halo
+    hq, wq = nbh * block_q, nbw * block_q
+    hk, wk = nbh * block_kv + 2 * halo, nbw * block_kv + 2 * halo
+    shapes = [(hq, wq, d), (hk, wk, d), (hk, wk, d), (hq, wq, 2 * win - 1), (hq, wq, 2 * win - 1)]
+    return [torch.randn(bh, *s, generator=gen) for s in shapes], (block_q, block_kv, win, d**-0.5)
+
+
+# The backward's geometry: a key tile of the padded map is seen by cdiv(win, block_kv)^2 query blocks,
+# fewer at the borders; stride 2 (block_q < block_kv) stacks several query blocks per step; halo >
+# block_kv / 2 makes a window reach past the neighbouring blocks (three candidate block rows); a
+# window of more than one key chunk runs the online softmax; partial key tiles at the map's end.
+GEOMETRIES = {
+    "stride2-halo-gt-half": (2, 2, 3, 2, 4, 3, 8),
+    "stride2-halonet": (1, 2, 1, 4, 8, 2, 16),
+    "square-win14": (1, 1, 2, 8, 8, 3, 8),
+    "no-halo-nonsquare": (3, 1, 4, 2, 2, 0, 4),
+    "odd-block": (2, 3, 2, 3, 3, 2, 12),
+}
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES.values(), ids=GEOMETRIES.keys())
+def test_gradients_match_reference_across_geometries(geometry):
+    tensors, meta = _problem(*geometry)
+
+    def kernel(*t):
+        with use_kernels("triton"):
+            return halo_attention(*t, *meta)
+
+    check_against_reference(kernel, lambda *t: halo_attention_reference(*t, *meta), tensors, torch.float32)

@@ -11,8 +11,12 @@ Layout, per (batch * head) slice ``bh``:
   relative logits; timm's ``rel_logits_1d`` computes the same gather with pads and reshapes).
 
 Padded keys are zero vectors that still take part in the softmax, exactly as in timm's HaloAttn.
-The Triton kernel reads the windows straight from ``k``/``v`` (no unfolded copy), keeps the logits
-in registers, and writes the relative-logit gradients without atomics (each query owns its row).
+The Triton kernels read the windows straight from ``k``/``v`` (no unfolded copy) and keep the logits
+in registers. The forward and the dQ backward walk each query block's window in key chunks (online
+softmax in the forward), so a window pads to a multiple of the chunk, not the next power of two. dK
+and dV come from a second backward kernel, one program per key tile, that loops over the query blocks
+whose windows cover the tile: windows overlap in the halo, yet every gradient is written once, without
+atomics (deterministic), as are the relative-logit gradients (each query owns its row).
 
 Modules: ``reference`` (plain torch), ``kernels`` (``@triton.jit``), ``op`` (checks, dispatch, the
 ``torch.ops.attnzoo.halo_attention`` op), ``spec`` (its entry in the kernel registry).

@@ -44,12 +44,43 @@ if triton_available():
     from torch.library import wrap_triton
 
     from attnzoo.kernels.common.host import define_op, pow2, precision
-    from attnzoo.kernels.halo_attention.kernels import halo_bwd_kernel, halo_fwd_kernel
+    from attnzoo.kernels.halo_attention import kernels
 
-    def _launch_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, win: int) -> dict:
+    # Query rows of one dK/dV step: enough to fill a tensor-core tile, few enough for registers.
+    _DKV_QUERY_ROWS = 64
+
+    def _key_chunk(n: int) -> int:
+        """Keys per step of the window walk: the chunk (32 or 64) that pads ``n`` window keys least,
+        the larger on a tie (fewer steps); a window of at most 32 keys is one chunk."""
+        if n <= 32:
+            return pow2(n)
+        return min((64, 32), key=lambda ck: -(-n // ck) * ck)
+
+    def _window_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, block_kv: int, win: int) -> dict:
         return dict(
+            BLOCK_Q=block_q,
+            BLOCK_KV=block_kv,
+            WIN=win,
             BQ=pow2(block_q * block_q),
-            BK=pow2(win * win),
+            CK=_key_chunk(win * win),
+            BD=pow2(q.shape[-1]),
+            BDV=pow2(v.shape[-1]),
+            PRECISION=precision(q),
+        )
+
+    def _dkv_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, block_kv: int, win: int) -> dict:
+        """A key tile is seen by ``nb * nb`` query blocks (``nb = cdiv(win, block_kv)``); small query
+        blocks (stride 2: 16 queries) are stacked ``qpb`` per step so each dot has ~64 rows."""
+        nb = -(-win // block_kv)
+        qpb = max(1, min(nb * nb, _DKV_QUERY_ROWS // (block_q * block_q)))
+        return dict(
+            BLOCK_Q=block_q,
+            BLOCK_KV=block_kv,
+            WIN=win,
+            NB=nb,
+            QPB=qpb,
+            BQT=pow2(qpb * block_q * block_q),
+            BKT=pow2(block_kv * block_kv),
             BD=pow2(q.shape[-1]),
             BDV=pow2(v.shape[-1]),
             PRECISION=precision(q),
@@ -71,9 +102,9 @@ if triton_available():
         nbh, nbw = hq // block_q, wq // block_q
         out = torch.empty((bh, hq, wq, dv), device=q.device, dtype=q.dtype)
         lse = torch.empty((bh, hq, wq), device=q.device, dtype=torch.float32)
-        wrap_triton(halo_fwd_kernel)[(nbh * nbw, bh)](
+        wrap_triton(kernels.halo_fwd_kernel)[(nbh * nbw, bh)](
             q, k, v, qrh, qrw, out, lse, scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
-            BLOCK_Q=block_q, BLOCK_KV=block_kv, WIN=win, **_launch_meta(q, v, block_q, win),
+            **_window_meta(q, v, block_q, block_kv, win),
         )  # fmt: skip
         return out, lse
 
@@ -91,20 +122,30 @@ if triton_available():
         win: int,
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two launches: dQ and the relative-logit gradients per query block (storing ``delta``),
+        then dK, dV per key tile (see :func:`~.kernels.halo_bwd_dkv_kernel`); no atomics, deterministic."""
         bh, hq, wq, dqk = q.shape
         _, hk, wk, dv = v.shape
-        nbw = wq // block_q
+        nbh, nbw = hq // block_q, wq // block_q
+        ntw = -(-wk // block_kv)
+        grad_out = grad_out.contiguous()
         dq = torch.empty_like(q)
-        dk = torch.zeros(k.shape, device=k.device, dtype=torch.float32)
-        dvv = torch.zeros(v.shape, device=v.device, dtype=torch.float32)
-        dqrh = torch.zeros_like(qrh)
+        dk = torch.empty_like(k)
+        dvv = torch.empty_like(v)
+        dqrh = torch.zeros_like(qrh)  # each query writes only its window's share of the table
         dqrw = torch.zeros_like(qrw)
-        wrap_triton(halo_bwd_kernel)[((hq // block_q) * nbw, bh)](
-            q, k, v, qrh, qrw, out, lse, grad_out.contiguous(), dq, dk, dvv, dqrh, dqrw,
+        delta = torch.empty_like(lse)
+        wrap_triton(kernels.halo_bwd_dq_kernel)[(nbh * nbw, bh)](
+            q, k, v, qrh, qrw, out, lse, grad_out, delta, dq, dqrh, dqrw,
             scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
-            BLOCK_Q=block_q, BLOCK_KV=block_kv, WIN=win, BW=pow2(win), **_launch_meta(q, v, block_q, win),
+            BW=pow2(win), **_window_meta(q, v, block_q, block_kv, win),
         )  # fmt: skip
-        return dq, dk.to(k.dtype), dvv.to(v.dtype), dqrh, dqrw
+        wrap_triton(kernels.halo_bwd_dkv_kernel)[(-(-hk // block_kv) * ntw, bh)](
+            q, k, v, qrh, qrw, lse, grad_out, delta, dk, dvv,
+            scale, nbh, nbw, ntw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
+            **_dkv_meta(q, v, block_q, block_kv, win),
+        )  # fmt: skip
+        return dq, dk, dvv, dqrh, dqrw
 
     def _forward_fake(q, k, v, qrh, qrw, block_q, block_kv, win, scale):
         out = q.new_empty((*q.shape[:3], v.shape[-1]))
