@@ -830,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny shapes, one iteration (runs on CPU)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="run only tasks whose name contains one")
+    parser.add_argument("--skip", nargs="+", metavar="TEXT", help="leave out tasks whose name contains one")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     settings = QUICK if args.quick else FULL
@@ -846,6 +847,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = plan(device, settings, meta["peaks"])
     if args.only:
         tasks = [t for t in tasks if any(text in t.name for text in args.only)]
+    if args.skip:
+        tasks = [t for t in tasks if not any(text in t.name for text in args.skip)]
     execute(tasks, results, budget, min_task_s=2.0)
     results.write()
     print(markdown(results))

@@ -48,7 +48,8 @@ def _vs_float64(tensors, kind, scale=None, eps=1e-6, seed=0):
 def test_matches_float64_reference(kind, lead, n, d, dv):
     """Forward and dq, dk, dv, dzq, dzk; ``long-ragged`` spans several reduction chunks (and token
     tiles) with a ragged last one."""
-    assert linear_op.chunking(2, 777, 128) == (256, 4)  # the interpreter's: 2 tiles per chunk
+    if linear_op.tile_budget() is linear_op.INTERPRETER_TILES:  # on a GPU, test_gpu_chunking covers it
+        assert linear_op.chunking(2, 777, 128) == (256, 4)  # 2 tiles per chunk
     _vs_float64(_problem(kind, lead, n, d, dv), kind)
 
 
@@ -223,5 +224,5 @@ def test_opcheck_inline():
     torch.library.opcheck(SPEC.forward_op, (*inputs, *args), test_utils=checks)
     out, stats = SPEC.forward_op(*inputs, *args)
     grad = torch.randn_like(out)
-    backward_args = (grad, *(t.detach() for t in tensors), stats.detach(), *args)
+    backward_args = (grad, *(t.detach() for t in inputs), stats.detach(), *args)
     torch.library.opcheck(SPEC.backward_op, backward_args, test_utils=checks)

@@ -26,7 +26,10 @@ WARPS_STAGES: tuple[tuple[int, int], ...] = ((4, 3), (4, 2), (8, 3), (8, 2), (2,
 GATHER_WARPS_STAGES: tuple[tuple[int, int], ...] = ((1, 3), (1, 2), (2, 2), (2, 3), (4, 2))
 # Kernels that must not software-pipeline: KArAt's would buffer the 2G + 1 coefficient tiles of several
 # key tiles in shared memory (over the 227 KiB of an H200 at G = 4 in fp32).
-ONE_STAGE: tuple[tuple[int, int], ...] = ((4, 1), (8, 1), (2, 1))
+# With 2, 4 and 8 warps tuned, KArAt's fwd+bwd hit an illegal memory access on an H200 (triton 3.6,
+# 2026-11-26); with the default config compute-sanitizer found none. Cause not found: 2 warps, the
+# config furthest from the default, is left out until a GPU run says more.
+ONE_STAGE: tuple[tuple[int, int], ...] = ((4, 1), (8, 1))
 
 
 def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS_STAGES) -> Callable:
