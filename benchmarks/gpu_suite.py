@@ -751,8 +751,12 @@ def _unsupported(op: str) -> Callable[[], Iterator[dict]]:
 
 def execute(tasks: list[Task], results: Results, budget: Budget, min_task_s: float) -> None:
     """Run the tasks in order until the budget is spent; record each skipped or interrupted one."""
+    lost = None  # the task after which CUDA was lost
     for task in tasks:
         base = {"kind": "skipped", "phase": task.phase, "task": task.name}
+        if lost is not None:
+            results.add(dict(base, status=f"skipped: CUDA context lost after {lost}"))
+            continue
         if task.run is None:
             results.add(dict(base, status="skipped: --quick (no torch.compile)"))
             continue
@@ -768,8 +772,22 @@ def execute(tasks: list[Task], results: Results, budget: Budget, min_task_s: flo
             results.add(dict(base, status="interrupted: budget"))
         except Exception as err:  # noqa: BLE001  (one broken task must not end the suite)
             results.add(dict(base, status=f"error: {why(err)}"))
+            if cuda_lost():
+                lost = task.name
         print(f"[{time.monotonic() - _T0:6.1f}s] {task.phase}: {task.name} ({time.monotonic() - start:.1f}s)")
         sys.stdout.flush()
+
+
+def cuda_lost() -> bool:
+    """Whether CUDA is unusable in this process: a fault such as an illegal address is sticky, so every
+    later call would fail too, and its rows would be errors of the first task's making."""
+    if not torch.cuda.is_initialized():
+        return False
+    try:
+        torch.cuda.synchronize()
+    except Exception:  # noqa: BLE001  (whatever the runtime raises, CUDA is gone)
+        return True
+    return False
 
 
 # ----------------------------------------------------------------------------- the table

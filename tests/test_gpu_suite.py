@@ -101,3 +101,27 @@ def test_budget_interrupts_and_skips(suite, tmp_path):
         ("slow", "interrupted: budget"),
         ("late", "skipped: budget"),
     ]
+
+
+def test_lost_cuda_context_skips_the_rest(suite, tmp_path, monkeypatch):
+    """After a sticky CUDA fault the later tasks are recorded as skipped, naming the task that lost it,
+    instead of each failing with the same error."""
+
+    def fault():
+        yield {"kind": "kernel", "status": "ok"}
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def never():
+        raise AssertionError("a task after a lost context must not start")
+
+    monkeypatch.setattr(suite, "cuda_lost", lambda: True)
+    results = suite.Results(tmp_path / "r.json", {"device": "cpu"})
+    tasks = [suite.Task("kernels 224", "karat", fault), suite.Task("kernels 224", "later", never)]
+    suite.execute(tasks, results, suite.Budget(600.0, 0.0), min_task_s=0.1)
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert [(r.get("task"), r["status"].split(":")[0]) for r in rows] == [
+        ("karat", "ok"),
+        ("karat", "error"),
+        ("later", "skipped"),
+    ]
+    assert rows[-1]["status"] == "skipped: CUDA context lost after karat"
