@@ -27,14 +27,17 @@ def bilevel_routing_attention(
     idx: torch.Tensor,
     region_size: tuple[int, int],
     scale: float,
+    *,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Routed attention through the dispatch rule (Triton kernel or the gather reference).
 
     Routing indices outside ``[0, regions)`` raise a ValueError on both paths (one min / max, one
     sync; not while a graph is compiled or exported, where the kernels mask them instead of reading
-    out of bounds).
+    out of bounds). ``check_range=False`` skips that sync for indices in range by construction (a
+    ``torch.topk`` over the regions): a sync per layer stalls the GPU between layers.
     """
-    grid = check_inputs(q, k, v, idx, region_size)
+    grid = check_inputs(q, k, v, idx, region_size, check_range)
     if use_triton(q, k, v, idx, supported=_supported(q, v)):
         rh, rw = region_size
         q, k, v = (t.contiguous() for t in (q, k, v))

@@ -86,11 +86,16 @@ def bilevel_routing(
 
 
 def check_inputs(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, region_size: tuple[int, int]
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx: torch.Tensor,
+    region_size: tuple[int, int],
+    check_range: bool = True,
 ) -> tuple[int, int, int, int]:
     """The region grid ``(rh, rw, nrh, nrw)``; a ValueError naming the first bad input: ranks, shapes,
-    dtypes, devices (no sync), then the routing index's range (one min / max, see
-    :func:`~attnzoo.kernels.checks.check_index_range`). Both paths run it once, before dispatch."""
+    dtypes, devices (no sync), then, with ``check_range``, the routing index's range (one min / max,
+    see :func:`~attnzoo.kernels.checks.check_index_range`). Both paths run it once, before dispatch."""
     if q.dim() != 5 or k.dim() != 5 or v.dim() != 5:
         raise ValueError(
             f"{OP} expects q, k, v of shape [B, heads, H, W, D], got ranks {q.dim()}, {k.dim()}, {v.dim()}"
@@ -110,7 +115,8 @@ def check_inputs(
         raise ValueError(f"{OP}: routing index must be an integer tensor, got {idx.dtype}")
     check_same_dtype(OP, q=q, k=k, v=v)
     check_same_device(OP, q=q, k=k, v=v, idx=idx)
-    check_index_range(OP, "routing index", idx, nr)
+    if check_range:
+        check_index_range(OP, "routing index", idx, nr)
     return grid
 
 

@@ -26,15 +26,23 @@ def _supported(q: torch.Tensor, v: torch.Tensor) -> bool:
 
 
 def topk_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    idx: torch.Tensor,
+    scale: float,
+    *,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """Each query row attends, by one softmax, to its own ``K`` keys ``idx[b, h, m, :]``, through the
     dispatch rule (Triton kernel or :func:`topk_attention_reference`): ``[B, H, M, Dv]`` in q's dtype.
 
     Indices outside ``[0, N)`` raise a ValueError on both paths (one min / max, one sync; not while a
     graph is compiled or exported, where the kernel masks them instead of reading out of bounds).
+    ``check_range=False`` skips that sync for indices in range by construction (a ``torch.topk`` over
+    the keys): a sync per layer stalls the GPU between layers.
     """
-    check_inputs(q, k, v, idx)
+    check_inputs(q, k, v, idx, check_range)
     if use_triton(q, k, v, idx, supported=_supported(q, v)):
         q, k, v = (t.contiguous() for t in (q, k, v))
         out, _ = torch.ops.attnzoo.topk_attention(q, k, v, idx.to(torch.int32).contiguous(), float(scale))

@@ -12,10 +12,12 @@ OP = "topk_attention"
 _INDEX_DTYPES = (torch.int32, torch.int64)
 
 
-def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor) -> None:
-    """A ValueError naming the first bad input: ranks, shapes, dtypes, devices (no sync), then the
-    index range (one min / max, see :func:`~attnzoo.kernels.checks.check_index_range`). Both paths
-    run it once, before dispatch."""
+def check_inputs(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor, check_range: bool = True
+) -> None:
+    """A ValueError naming the first bad input: ranks, shapes, dtypes, devices (no sync), then, with
+    ``check_range``, the index range (one min / max, see
+    :func:`~attnzoo.kernels.checks.check_index_range`). Both paths run it once, before dispatch."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(
             f"{OP} expects q [B, H, M, D], k [B, H, N, D], v [B, H, N, Dv], got ranks "
@@ -34,7 +36,8 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.T
         raise ValueError(f"{OP}: key index must be int32 or int64, got {idx.dtype}")
     check_same_dtype(OP, q=q, k=k, v=v)
     check_same_device(OP, q=q, k=k, v=v, idx=idx)
-    check_index_range(OP, "key index", idx, k.shape[2])
+    if check_range:
+        check_index_range(OP, "key index", idx, k.shape[2])
 
 
 def gathered_attention(
