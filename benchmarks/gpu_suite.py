@@ -388,7 +388,10 @@ def _sdpa(case: Case, args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 def _gather(case: Case, args: tuple, kwargs: dict) -> torch.Tensor:
-    return bench_bilevel_routing.run_gather(*args, **kwargs)
+    """The official gather formulation on the op's inputs (the op's own options, such as
+    ``check_range``, are not its)."""
+    a = _named(case, args, kwargs)
+    return bench_bilevel_routing.run_gather(a["q"], a["k"], a["v"], a["idx"], a["region_size"], a["scale"])
 
 
 def _timm_halo(layer: HaloAttention) -> torch.nn.Module:
