@@ -12,7 +12,7 @@ from torch.library import CustomOpDef, triton_op
 
 from attnzoo.kernels.registry import backward_op_name, forward_op_name
 
-__all__ = ["define_op", "invert_index", "pow2", "precision", "tile"]
+__all__ = ["define_op", "f32_like", "invert_index", "pow2", "precision", "tile"]
 
 
 def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
@@ -25,6 +25,11 @@ def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
 def tile(n: int) -> int:
     """A token tile for ``n`` tokens: a power of two in ``[16, 64]``, so registers stay bounded."""
     return pow2(n, cap=64)
+
+
+def f32_like(t: torch.Tensor) -> dict:
+    """``torch.empty`` keywords for an fp32 buffer on ``t``'s device (statistics, partial sums)."""
+    return dict(device=t.device, dtype=torch.float32)
 
 
 def precision(t: torch.Tensor) -> str:

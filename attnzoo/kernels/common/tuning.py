@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 import triton
 import triton.testing
 
+from attnzoo.kernels.dispatch import triton_interpreter
+
 __all__ = ["GATHER_WARPS_STAGES", "ONE_STAGE", "WARPS_STAGES", "autotune"]
 
 # (num_warps, num_stages): the first, Triton's own default, is the one the interpreter keeps.
@@ -44,5 +46,5 @@ def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS
     return triton.autotune(configs=configs, key=list(key), do_bench=_BENCH, cache_results=True)
 
 
-_TUNE = os.environ.get("TRITON_INTERPRET", "0") != "1" and os.environ.get("ATTNZOO_AUTOTUNE", "1") != "0"
+_TUNE = not triton_interpreter() and os.environ.get("ATTNZOO_AUTOTUNE", "1") != "0"
 _BENCH = functools.partial(triton.testing.do_bench, warmup=5, rep=25)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attnzoo.kernels.common.chunks import next_pow2
 from attnzoo.kernels.contmix.reference import check_shapes, contmix_reference
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 
@@ -63,10 +64,10 @@ def rows_per_step(k: int, lanes: int, window: int) -> tuple[int, int]:
     power-of-two slot count (at least 16, the smallest ``tl.dot`` operand) that holds them. As many
     rows as fit in ``window`` slots (at least one), then spread evenly over the steps that needs."""
     rows = 1
-    while rows < k and max(16, _next_pow2((rows + 1) * lanes)) <= window:
+    while rows < k and max(16, next_pow2((rows + 1) * lanes)) <= window:
         rows += 1
     rows = -(-k // -(-k // rows))
-    return rows, max(16, _next_pow2(rows * lanes))
+    return rows, max(16, next_pow2(rows * lanes))
 
 
 def candidates(size: int, k: int) -> int:
@@ -74,10 +75,6 @@ def candidates(size: int, k: int) -> int:
     inside, up to ``K + K // 2`` near a border (border windows pile up), and the whole axis where
     both borders' windows overlap (``size < 2K``: every position with ``s <= r``)."""
     return max(k + k // 2, min(size, 2 * k - 1))
-
-
-def _next_pow2(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
 
 
 if triton_available():
@@ -99,8 +96,8 @@ if triton_available():
         allow; whole rows first."""
         h, w = q.shape[2], q.shape[3]
         most = max(floor, tile_budget()["elements"] // (slots * widest))
-        bj = min(_next_pow2(w), _next_pow2(most + 1) // 2)
-        bi = max(1, min(_next_pow2(h), most // bj))
+        bj = min(next_pow2(w), next_pow2(most + 1) // 2)
+        bi = max(1, min(next_pow2(h), most // bj))
         while bi * bj < floor:
             bj *= 2
         return bi, bj

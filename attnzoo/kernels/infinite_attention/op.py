@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.common.chunks import split_tokens
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 from attnzoo.kernels.infinite_attention.reference import (
     check,
@@ -77,7 +78,7 @@ if triton_available():
     import triton
     from torch.library import wrap_triton
 
-    from attnzoo.kernels.common.host import define_op, pow2, precision, tile
+    from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision, tile
     from attnzoo.kernels.infinite_attention.kernels import (
         linear_finish_kernel,
         linear_key_grad_kernel,
@@ -90,9 +91,6 @@ if triton_available():
         pure_finish_kernel,
         pure_fwd_kernel,
     )
-
-    def _f32(t: torch.Tensor) -> dict:
-        return dict(device=t.device, dtype=torch.float32)
 
     # ------------------------------------------------------------------- pure
     # From this many tokens (and head dims <= 64) a program owns 128 queries (forward, dq) or keys
@@ -121,14 +119,14 @@ if triton_available():
         dv = v.shape[-1]
         wide, narrow, meta = _pure_meta(q, v)
         tiles = triton.cdiv(n, wide)
-        u = torch.empty((bh, n, dv), **_f32(q))
-        ss = torch.empty((bh, tiles), **_f32(q))
+        u = torch.empty((bh, n, dv), **f32_like(q))
+        ss = torch.empty((bh, tiles), **f32_like(q))
         grid = (tiles, bh)
         wrap_triton(pure_fwd_kernel)[grid](
             q, k, v, u, ss, n, dqk, dv, scale * scale, BM=wide, BN=narrow, **meta
         )
         out = torch.empty((bh, n, dv), device=q.device, dtype=q.dtype)
-        norm = torch.empty((bh,), **_f32(q))
+        norm = torch.empty((bh,), **f32_like(q))
         wrap_triton(pure_finish_kernel)[grid](
             u, ss, out, norm, n, tiles, dv, eps, BM=wide, BDV=meta["BDV"], BR=pow2(tiles, cap=1024)
         )
@@ -154,7 +152,7 @@ if triton_available():
         # ones: every program computes it, which costs less than a launch.
         inline = n <= PURE_INLINE_DELTA_UPTO
         grid = (tiles, bh)
-        delta = None if inline else torch.empty((bh, tiles), **_f32(q))
+        delta = None if inline else torch.empty((bh, tiles), **f32_like(q))
         if not inline:
             wrap_triton(pure_delta_kernel)[grid](grad_out, out, delta, n, dv, BM=wide, BDV=meta["BDV"])
         dq = torch.empty_like(q)
@@ -201,15 +199,9 @@ if triton_available():
         return LINEAR_INTERPRETER_TILES if triton_interpreter() else LINEAR_GPU_TILES
 
     def linear_chunking(slices: int, n: int, token_tile: int) -> tuple[int, int]:
-        """``(chunk, chunks)``: tokens per program (a power of two, at least ``token_tile``) and
-        programs per slice."""
-        budget = linear_tiles()
-        floor = max(token_tile, budget["min_chunk"])
-        per_program = max(
-            pow2(triton.cdiv(slices * n, budget["programs"]), floor=floor),
-            pow2(triton.cdiv(n, budget["max_chunks"]), floor=floor),
-        )
-        return per_program, triton.cdiv(n, per_program)
+        """``(chunk, chunks)``: tokens per program and programs per slice, under the budget in force
+        (:func:`~attnzoo.kernels.common.chunks.split_tokens`)."""
+        return split_tokens(slices, n, token_tile, linear_tiles())
 
     def _linear_meta(q: torch.Tensor, v: torch.Tensor) -> dict:
         """Widths and the token tile (at most 8K fp32 tile numbers, so registers stay bounded)."""
@@ -231,8 +223,8 @@ if triton_available():
         chunk, chunks = linear_chunking(bh, n, meta["BN"])
         width = _state_width(q, v)
         pooled = torch.empty((bh, dv), device=q.device, dtype=q.dtype)
-        state = torch.empty((bh, width), **_f32(q))
-        ws = torch.empty((bh * chunks, width), **_f32(q)) if chunks > 1 else None
+        state = torch.empty((bh, width), **f32_like(q))
+        ws = torch.empty((bh * chunks, width), **f32_like(q)) if chunks > 1 else None
         grid = (chunks, bh)
         if chunks > 1:
             wrap_triton(linear_query_kernel)[grid](
@@ -264,7 +256,7 @@ if triton_available():
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dvv = torch.empty_like(v)
-        ws = torch.empty((bh * chunks, dqk), **_f32(q)) if chunks > 1 else None
+        ws = torch.empty((bh * chunks, dqk), **f32_like(q)) if chunks > 1 else None
         grid = (chunks, bh)
         wrap_triton(linear_key_grad_kernel)[grid](
             q, k, v, grad_pooled.contiguous(), state, dq, dk, dvv, ws, n, dqk, dv, chunk, chunks, scale, eps,

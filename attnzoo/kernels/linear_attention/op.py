@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from attnzoo.kernels.common.chunks import split_tokens
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 from attnzoo.kernels.linear_attention.reference import (
     KINDS,
@@ -42,20 +43,10 @@ def tile_budget() -> dict[str, int]:
     return INTERPRETER_TILES if triton_interpreter() else GPU_TILES
 
 
-def _next_pow2(n: int) -> int:
-    p = 1
-    while p < n:
-        p *= 2
-    return p
-
-
 def chunking(slices: int, n: int, token_tile: int) -> tuple[int, int]:
-    """``(chunk, chunks)``: tokens per reduction program (a power of two, a multiple of the power-of-two
-    token tile) and programs per slice, so that ``slices * chunks`` is near the budget's ``programs``."""
-    budget = tile_budget()
-    per_program = _next_pow2(-(-slices * n // budget["programs"]))
-    chunk = max(token_tile, min(budget["max_chunk"], max(budget["min_chunk"], per_program)))
-    return chunk, max(1, -(-n // chunk))
+    """``(chunk, chunks)``: tokens per reduction program and programs per slice, under the budget in
+    force (:func:`~attnzoo.kernels.common.chunks.split_tokens`)."""
+    return split_tokens(slices, n, token_tile, tile_budget())
 
 
 def linear_attention(
@@ -97,7 +88,7 @@ if triton_available():
     import triton
     from torch.library import wrap_triton
 
-    from attnzoo.kernels.common.host import define_op, pow2, precision
+    from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision
     from attnzoo.kernels.linear_attention.kernels import (
         finish_kernel,
         key_grad_kernel,
@@ -120,15 +111,12 @@ if triton_available():
         """Tokens per tile: a power of two in ``[16, budget]`` (64 on a GPU, so registers stay bounded)."""
         return pow2(n, cap=tile_budget()["token"])
 
-    def _f32(t: torch.Tensor) -> dict:
-        return dict(device=t.device, dtype=torch.float32)
-
     def _partial(stats: torch.Tensor, chunks: int) -> torch.Tensor:
         """Where the chunk kernel writes: ``stats`` itself for one chunk per slice (final rows),
         else one partial row per (slice, chunk)."""
         if chunks == 1:
             return stats
-        return torch.empty((stats.shape[0] * chunks, stats.shape[1]), **_f32(stats))
+        return torch.empty((stats.shape[0] * chunks, stats.shape[1]), **f32_like(stats))
 
     def _finish(
         partial: torch.Tensor, stats: torch.Tensor, chunks: int, d: int, dv: int, fa: float, fb: float
@@ -158,7 +146,7 @@ if triton_available():
         n, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
         out = torch.empty((*q.shape[:-1], dv), device=q.device, dtype=q.dtype)
         slices = math.prod(q.shape[:-2])
-        stats = torch.empty((slices, _width(q, v)), **_f32(q))
+        stats = torch.empty((slices, _width(q, v)), **f32_like(q))
         q3, k3, v3, zq3, zk3 = (_flat(t) for t in (q, k, v, zq, zk))
         bt = _token_tile(n)
         chunk, chunks = chunking(slices, n, bt)
