@@ -6,7 +6,10 @@ so a new stage shape is tuned once and then cached (also on disk, in Triton's ca
 timed briefly (5 ms warm-up, 25 ms of runs), since a model meets many shapes on its first batch.
 Under the CPU interpreter (``TRITON_INTERPRET=1``) there is nothing to time: only the first config
 is kept and no benchmarking runs; ``ATTNZOO_AUTOTUNE=0`` does the same on a GPU (read at import: a
-quick start, e.g. for tests that meet hundreds of shapes once each).
+quick start, e.g. for tests that meet hundreds of shapes once each). ``ATTNZOO_AUTOTUNE=compile``
+compiles every config and times none, caching no choice: processes that only fill Triton's compile
+cache in parallel (``benchmarks/gpu_suite.py --warm-workers``), so that a timed process compiles
+nothing.
 """
 
 from __future__ import annotations
@@ -43,8 +46,16 @@ def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS
     """
     pairs = warps_stages if _TUNE else warps_stages[:1]
     configs = [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
-    return triton.autotune(configs=configs, key=list(key), do_bench=_BENCH, cache_results=True)
+    bench = _compile_only if _MODE == "compile" else _BENCH
+    return triton.autotune(configs=configs, key=list(key), do_bench=bench, cache_results=_MODE != "compile")
 
 
-_TUNE = not triton_interpreter() and os.environ.get("ATTNZOO_AUTOTUNE", "1") != "0"
+def _compile_only(kernel_call: Callable[[], object], quantiles: Sequence[float]) -> list[float]:
+    """A stand-in timer: one call (which compiles the config), the same time for every config."""
+    kernel_call()
+    return [0.0] * len(quantiles)
+
+
+_MODE = os.environ.get("ATTNZOO_AUTOTUNE", "1")
+_TUNE = not triton_interpreter() and _MODE != "0"
 _BENCH = functools.partial(triton.testing.do_bench, warmup=5, rep=25)
