@@ -805,9 +805,9 @@ def _pct(value: float | None, pct: float | None, spec: str) -> str:
     return "-" if value is None else f"{value:{spec}}" + (f" ({pct:.1f}%)" if pct is not None else "")
 
 
-def markdown(results: Results) -> str:
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The README tables: model rows, kernel rows, then what was skipped."""
-    m = results.meta
+    m = meta
     lines = [
         f"{m['device']}, torch {m['torch']}, triton {m['triton']}, timm {m['timm']}, {m['date']}",
         "",
@@ -815,7 +815,6 @@ def markdown(results: Results) -> str:
         "| status |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = results.rows
     for r in (r for r in rows if r["kind"] == "model"):
         lines.append(
             f"| {r['model']} | {r['anchor']} | {r['mode']} | {r['backend']} | {_fmt(r['ours_img_s'], '.1f')} "
@@ -860,6 +859,7 @@ def warm_up(args: argparse.Namespace, seconds: float) -> float:
         for i in range(n):
             cmd = [sys.executable, __file__, "--warm-slice", f"{i}/{n}", "--out", f"{tmp}/{i}"]
             cmd += ["--budget-s", str(seconds), "--device", args.device, *filters]
+            cmd += ["--quick"] if args.quick else []
             with open(f"{tmp}/{i}.log", "w") as log:
                 procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
         for i, proc in enumerate(procs):
@@ -888,7 +888,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warm-share", type=float, default=0.4, help="the budget share the warm-up may take")
     parser.add_argument("--warm-slice", help=argparse.SUPPRESS)  # "I/N": one warm-up worker's tasks
+    parser.add_argument(
+        "--table", type=Path, nargs="+", metavar="JSON", help="print saved runs' tables, run nothing"
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        for path in args.table:
+            saved = json.loads(path.read_text())
+            print(f"{path.name}:", markdown(saved["meta"], saved["rows"]), sep="\n", end="\n\n")
+        return 0
     device = torch.device(args.device)
     settings = QUICK if args.quick else WARM if args.warm_slice else FULL
     if device.type == "cuda":  # one compiled graph per shape: don't fall back to eager after 8
@@ -912,7 +920,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = tasks[i::n]
     execute(tasks, results, budget, min_task_s=2.0)
     results.write()
-    print(markdown(results))
+    print(markdown(results.meta, results.rows))
     return 0
 
 

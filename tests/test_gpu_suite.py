@@ -26,7 +26,8 @@ def quick_run(tmp_path_factory) -> tuple[dict, str]:
     env = dict(os.environ, ATTNZOO_ANCHORS=str(out / "no-anchors"), CUDA_VISIBLE_DEVICES="")
     env.pop("ATTNZOO_KERNELS", None)
     proc = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--out", str(out), "--budget-s", "300", "--only", *ONLY],
+        [sys.executable, str(SUITE), "--quick", "--out", str(out), "--budget-s", "300", "--warm-workers", "2"]
+        + ["--only", *ONLY],
         capture_output=True,
         text=True,
         env=env,
@@ -36,15 +37,16 @@ def quick_run(tmp_path_factory) -> tuple[dict, str]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = out.glob("cpu-*.json")
     assert path.name == f"cpu-{time.strftime('%Y-%m-%d', time.gmtime())}.json"
-    return json.loads(path.read_text()), proc.stdout
+    return json.loads(path.read_text()), proc.stdout, path
 
 
 def test_json_holds_run_facts_and_rows(quick_run):
-    data, _ = quick_run
+    data, _, _ = quick_run
     meta = data["meta"]
     for key in ("device", "date", "torch", "triton", "timm", "peaks", "method"):
         assert key in meta
     assert meta["device"] == "cpu" and meta["peaks"] is None and meta["quick"] is True
+    assert meta["warm_workers"] == 2 and meta["warm_up_s"] > 0
     rows = data["rows"]
     (model,) = [r for r in rows if r["kind"] == "model"]
     assert model["status"] == "anchor missing" and model["anchor_img_s"] is None
@@ -61,7 +63,7 @@ def test_json_holds_run_facts_and_rows(quick_run):
 
 
 def test_table_is_well_formed(quick_run):
-    data, stdout = quick_run
+    data, stdout, _ = quick_run
     lines = [line for line in stdout.splitlines() if line.startswith("|")]
     model_lines = [line for line in lines if line.count("|") == 10]
     kernel_lines = [line for line in lines if line.count("|") == 14]
@@ -69,6 +71,21 @@ def test_table_is_well_formed(quick_run):
     assert len(model_lines) == 2 + 1  # header, rule, one model row
     assert len(kernel_lines) == 2 + sum(r["kind"] == "kernel" for r in data["rows"])
     assert "Not run: infvit_linear_4l infer compiled (skipped: --quick" in stdout
+
+
+def test_table_of_a_saved_run(quick_run):
+    """``--table JSON`` prints the tables the run printed, from its file alone."""
+    _, stdout, path = quick_run
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--table", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert proc.stdout.startswith(f"{path.name}:\n")
+    tables = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert tables and [line for line in proc.stdout.splitlines() if line.startswith("|")] == tables
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,11 @@ WARPS_STAGES: tuple[tuple[int, int], ...] = ((4, 3), (4, 2), (8, 3), (8, 2), (2,
 # Row-gather kernels (one query row's selected keys per program): few warps, the measured best was 1.
 GATHER_WARPS_STAGES: tuple[tuple[int, int], ...] = ((1, 3), (1, 2), (2, 2), (2, 3), (4, 2))
 # Kernels that must not software-pipeline: KArAt's would buffer the 2G + 1 coefficient tiles of several
-# key tiles in shared memory (over the 227 KiB of an H200 at G = 4 in fp32).
-# With 2, 4 and 8 warps tuned, KArAt's fwd+bwd hit an illegal memory access on an H200 (triton 3.6,
-# 2026-11-26); with the default config compute-sanitizer found none. Cause not found: 2 warps, the
-# config furthest from the default, is left out until a GPU run says more.
-ONE_STAGE: tuple[tuple[int, int], ...] = ((4, 1), (8, 1))
+# key tiles in shared memory (over the 227 KiB of an H200 at G = 4 in fp32). No 8 warps either: on an
+# H200 (triton 3.6, 2026-11-26) KArAt's forward / dQ kernels at 8 warps and one stage hit an illegal
+# memory access (8x3x197x64 and 2x3x4150x64, bf16 and fp32), while 2 and 4 warps ran clean on the same
+# problems (.devrun-style probe, CUDA_LAUNCH_BLOCKING=1, one process per config).
+ONE_STAGE: tuple[tuple[int, int], ...] = ((4, 1), (2, 1))
 
 
 def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS_STAGES) -> Callable:
