@@ -18,8 +18,11 @@ start or finish is recorded as skipped):
    sizes at which timm's HaloAttn (whole blocks only) runs;
 4. torch.compile'd models (ours and anchor), then FlexAttention (compiled) for bi-level routing.
 
-Numbers: kernel times are medians over CUDA events after two warm-up calls (Triton compile and
-autotune happen there); kernel memory is the peak above what was allocated before the timed calls;
+Numbers: kernel times are medians over CUDA events of one synchronised call after two warm-up calls
+(Triton compile and autotune happen there): wall time, host work between launches included, which
+dominates at small shapes; GPU ms is the summed duration of the device activities (kernels, copies,
+memsets) one call runs, from the profiler, and TFLOP/s and GB/s are taken from it (from the wall time
+where there is none: the CPU); kernel memory is the peak above what was allocated before the timed calls;
 model memory is the peak of the timed steps (weights, optimiser state, activations). FLOPs are
 ``torch.utils.flop_counter`` counts (matmul / conv / SDPA) of the same call on the torch reference
 path (halo attention: the whole layer, projections included); bytes are the minimum traffic (fwd:
@@ -27,9 +30,14 @@ inputs + output; fwd+bwd adds grad-out, inputs and grad-inputs). Peaks come from
 device name (unknown GPU: null). fp32 rows use the non-tensor-core fp32 peak: the kernels use IEEE
 fp32 dots and torch's matmul precision is 'highest'.
 
+Warm-up (``--warm-workers N``): before the timed run, N processes run every task once, compiling
+every autotune config of every kernel (``ATTNZOO_AUTOTUNE=compile``: nothing timed or cached as a
+choice) and the torch.compile rows' graphs, into the on-disk caches the timed run then reads.
+
 Results: ``<out>/<gpu-name-slug>-<YYYY-MM-DD>.json``, rewritten after every row; the Markdown table
-is printed at the end. ``--quick``: tiny shapes and one iteration, so it runs on the CPU too (the ops
-then run their torch reference: each row names its backend); compile rows are skipped there.
+is printed at the end (``--table JSON ...`` prints it again from saved files). ``--quick``: tiny
+shapes and one iteration, so it runs on the CPU too (the ops then run their torch reference: each row
+names its backend); compile rows are skipped there.
 """
 
 from __future__ import annotations
@@ -236,6 +244,28 @@ def measure(
             times.append((time.perf_counter() - t) * 1e3)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if cuda else None
     return sorted(times)[len(times) // 2], peak
+
+
+def gpu_time(fn: Callable[[], Any], device: torch.device, iters: int) -> tuple[float | None, float | None]:
+    """(GPU ms per call, device activities per call: kernels, copies, memsets), from the profiler's
+    device events: what one call costs the GPU, without the host time between its launches that
+    CUDA-event timing of a synchronised call also counts (most of it at small shapes). None off CUDA.
+    Run after :func:`measure`, so nothing compiles here."""
+    if device.type != "cuda":
+        return None, None
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(iters):
+            fn()
+        sync(device)
+    events = [
+        e
+        for e in prof.events()
+        if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+    ]
+    if not events:
+        return None, None
+    return sum(e.self_device_time_total for e in events) / iters / 1e3, len(events) / iters
 
 
 def free_memory(device: torch.device) -> None:
@@ -513,6 +543,7 @@ def kernel_rows(
         with use_kernels("auto"):
             backend = "triton" if use_triton(*prep.inputs) else "torch (reference)"
             ours_ms, ours_mib = measure(step_fn(prep.ours, backward), device, s.iters, s.warmup)
+            ours_gpu, ours_launches = gpu_time(step_fn(prep.ours, backward), device, s.iters)
         row = {
             "kind": "kernel",
             "op": case.op,
@@ -525,10 +556,15 @@ def kernel_rows(
             "backend": backend,
             "ours_ms": rnd(ours_ms, 4),
             "ours_mib": rnd(ours_mib, 1),
+            "ours_gpu_ms": rnd(ours_gpu, 4),
+            "ours_launches": rnd(ours_launches, 1),
             "anchor": prep.anchor_name,
             "anchor_ms": None,
             "anchor_mib": None,
+            "anchor_gpu_ms": None,
+            "anchor_launches": None,
             "speedup": None,
+            "gpu_speedup": None,
             "status": "ok" if prep.anchor else (prep.anchor_error or "no anchor"),
         }
         if prep.anchor is not None:
@@ -536,12 +572,16 @@ def kernel_rows(
                 anchor_ms, anchor_mib = measure(step_fn(prep.anchor, backward), device, s.iters, s.warmup)
                 row.update(anchor_ms=rnd(anchor_ms, 4), anchor_mib=rnd(anchor_mib, 1))
                 row["speedup"] = rnd(anchor_ms / ours_ms)
+                anchor_gpu, anchor_launches = gpu_time(step_fn(prep.anchor, backward), device, s.iters)
+                row.update(anchor_gpu_ms=rnd(anchor_gpu, 4), anchor_launches=rnd(anchor_launches, 1))
+                if ours_gpu and anchor_gpu:
+                    row["gpu_speedup"] = rnd(anchor_gpu / ours_gpu)
             except torch.OutOfMemoryError:
                 row["status"] = "anchor out of memory"
             except Exception as err:  # noqa: BLE001  (e.g. timm's HaloAttn asserts block multiples)
                 row["status"] = f"anchor error: {why(err)}"
             free_memory(device)
-        row.update(throughput(prep, backward, ours_ms, dtype, peaks))
+        row.update(throughput(prep, backward, ours_gpu or ours_ms, dtype, peaks))
         yield row
         del prep
         free_memory(device)
@@ -824,14 +864,18 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "| op | model @input: shapes | dtype | pass | backend | ours ms | anchor | anchor ms | speed-up "
+        "| GPU ms ours / anchor (speed-up) | launches ours / anchor "
         "| MiB ours / anchor | TFLOP/s (% peak) | GB/s (% peak) | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r["kind"] == "kernel" and "ours_ms" in r):
         lines.append(
             f"| {r['op']} | {r['model']} @{r['input']}: {r['shape']} | {r['dtype']} | {r['pass']} "
             f"| {r['backend']} | {_fmt(r['ours_ms'], '.3f')} | {r['anchor'] or '-'} "
             f"| {_fmt(r['anchor_ms'], '.3f')} | {_fmt(r['speedup'])} "
+            f"| {_fmt(r.get('ours_gpu_ms'), '.3f')} / {_fmt(r.get('anchor_gpu_ms'), '.3f')} "
+            f"({_fmt(r.get('gpu_speedup'))}) | {_fmt(r.get('ours_launches'), '.0f')} / "
+            f"{_fmt(r.get('anchor_launches'), '.0f')} "
             f"| {_fmt(r['ours_mib'], '.0f')} / {_fmt(r['anchor_mib'], '.0f')} "
             f"| {_pct(r.get('tflops'), r.get('pct_peak_tflops'), '.2f')} "
             f"| {_pct(r.get('gbps'), r.get('pct_peak_gbps'), '.1f')} | {r['status']} |"
@@ -843,6 +887,20 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             "Not run: " + "; ".join(f"{r.get('task', r.get('op'))} ({r['status']})" for r in skipped),
         ]
     return "\n".join(lines)
+
+
+def _claimed(run: Callable[[], Iterator[dict]], claim: Path) -> Callable[[], Iterator[dict]]:
+    """``run`` for the warm-up worker that first creates ``claim``; nothing for the others. The
+    workers walk the same task list and each takes the next unclaimed task, so the load balances."""
+
+    def run_if_claimed() -> Iterator[dict]:
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return iter(())
+        return run()
+
+    return run_if_claimed
 
 
 def warm_up(args: argparse.Namespace, seconds: float) -> float:
@@ -857,7 +915,7 @@ def warm_up(args: argparse.Namespace, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
         for i in range(n):
-            cmd = [sys.executable, __file__, "--warm-slice", f"{i}/{n}", "--out", f"{tmp}/{i}"]
+            cmd = [sys.executable, __file__, "--warm-claims", f"{tmp}/claims", "--out", f"{tmp}/{i}"]
             cmd += ["--budget-s", str(seconds), "--device", args.device, *filters]
             cmd += ["--quick"] if args.quick else []
             with open(f"{tmp}/{i}.log", "w") as log:
@@ -887,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
         "--warm-workers", type=int, default=0, help="processes that compile every task's kernels first"
     )
     parser.add_argument("--warm-share", type=float, default=0.4, help="the budget share the warm-up may take")
-    parser.add_argument("--warm-slice", help=argparse.SUPPRESS)  # "I/N": one warm-up worker's tasks
+    parser.add_argument("--warm-claims", type=Path, help=argparse.SUPPRESS)  # a warm-up worker's claim folder
     parser.add_argument(
         "--table", type=Path, nargs="+", metavar="JSON", help="print saved runs' tables, run nothing"
     )
@@ -898,7 +956,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}:", markdown(saved["meta"], saved["rows"]), sep="\n", end="\n\n")
         return 0
     device = torch.device(args.device)
-    settings = QUICK if args.quick else WARM if args.warm_slice else FULL
+    settings = QUICK if args.quick else WARM if args.warm_claims else FULL
     if device.type == "cuda":  # one compiled graph per shape: don't fall back to eager after 8
         for knob in ("recompile_limit", "cache_size_limit"):
             if hasattr(torch._dynamo.config, knob):
@@ -915,9 +973,12 @@ def main(argv: list[str] | None = None) -> int:
         tasks = [t for t in tasks if any(text in t.name for text in args.only)]
     if args.skip:
         tasks = [t for t in tasks if not any(text in t.name for text in args.skip)]
-    if args.warm_slice:
-        i, n = map(int, args.warm_slice.split("/"))
-        tasks = tasks[i::n]
+    if args.warm_claims:
+        args.warm_claims.mkdir(parents=True, exist_ok=True)
+        tasks = [
+            Task(t.phase, t.name, t.run and _claimed(t.run, args.warm_claims / str(i)))
+            for i, t in enumerate(tasks)
+        ]
     execute(tasks, results, budget, min_task_s=2.0)
     results.write()
     print(markdown(results.meta, results.rows))

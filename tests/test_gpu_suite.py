@@ -58,6 +58,7 @@ def test_json_holds_run_facts_and_rows(quick_run):
         assert r["backend"] == "torch (reference)" and r["dtype"] == "fp32" and r["ours_ms"] > 0
         assert r["flops"] and r["bytes"] > 0 and r["pct_peak_tflops"] is None
         assert r["status"] == "ok" and r["anchor_ms"] > 0 and r["speedup"] > 0
+        assert r["ours_gpu_ms"] is None and r["gpu_speedup"] is None  # no device events on the CPU
     (skipped,) = [r for r in rows if r["kind"] == "skipped"]
     assert skipped["task"] == "infvit_linear_4l infer compiled" and skipped["status"].startswith("skipped")
 
@@ -66,7 +67,7 @@ def test_table_is_well_formed(quick_run):
     data, stdout, _ = quick_run
     lines = [line for line in stdout.splitlines() if line.startswith("|")]
     model_lines = [line for line in lines if line.count("|") == 10]
-    kernel_lines = [line for line in lines if line.count("|") == 14]
+    kernel_lines = [line for line in lines if line.count("|") == 16]
     assert len(model_lines) + len(kernel_lines) == len(lines)
     assert len(model_lines) == 2 + 1  # header, rule, one model row
     assert len(kernel_lines) == 2 + sum(r["kind"] == "kernel" for r in data["rows"])
