@@ -23,7 +23,7 @@ import triton.testing
 
 from attnzoo.kernels.dispatch import triton_interpreter
 
-__all__ = ["GATHER_WARPS_STAGES", "ONE_STAGE", "WARPS_STAGES", "autotune"]
+__all__ = ["GATHER_WARPS_STAGES", "ONE_STAGE", "TUNED", "WARPS_STAGES", "autotune"]
 
 # (num_warps, num_stages): the first, Triton's own default, is the one the interpreter keeps.
 WARPS_STAGES: tuple[tuple[int, int], ...] = ((4, 3), (4, 2), (8, 3), (8, 2), (2, 2), (4, 1))
@@ -44,10 +44,24 @@ def autotune(key: Sequence[str], warps_stages: Sequence[tuple[int, int]] = WARPS
     Only kernels whose outputs are written, not accumulated, may be tuned: a timed trial runs the
     kernel on the real buffers, so a kernel that adds into its output would add once per trial.
     """
-    pairs = warps_stages if _TUNE else warps_stages[:1]
-    configs = [triton.Config({}, num_warps=w, num_stages=s) for w, s in pairs]
+    every = tuple(triton.Config({}, num_warps=w, num_stages=s) for w, s in warps_stages)
+    configs = list(every if _TUNE else every[:1])
     bench = _compile_only if _MODE == "compile" else _BENCH
-    return triton.autotune(configs=configs, key=list(key), do_bench=bench, cache_results=_MODE != "compile")
+
+    def decorate(kernel: triton.JITFunction) -> triton.runtime.Autotuner:
+        tuner = triton.autotune(
+            configs=configs, key=list(key), do_bench=bench, cache_results=_MODE != "compile"
+        )(kernel)
+        TUNED[f"{kernel.fn.__module__}.{kernel.fn.__name__}"] = (tuner, every)
+        return tuner
+
+    return decorate
+
+
+# Every tuned kernel by qualified name (``attnzoo.kernels.<op package>.kernels.<kernel>``): its autotuner
+# and every config it may pick, also where only the first is tried (the interpreter,
+# ``ATTNZOO_AUTOTUNE=0``), so that tests can run each config (tests/kernels/test_tuned_configs.py).
+TUNED: dict[str, tuple[triton.runtime.Autotuner, tuple[triton.Config, ...]]] = {}
 
 
 def _compile_only(kernel_call: Callable[[], object], quantiles: Sequence[float]) -> list[float]:
