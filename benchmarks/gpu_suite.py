@@ -50,6 +50,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import copy  # noqa: E402
 import datetime  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
@@ -116,11 +117,14 @@ class Settings:
     iters: int
     warmup: int
     compile: bool
+    split_cases: int = 0  # > 0: a task per case of each kernel task (its first split_cases cases)
 
 
 FULL = Settings((("224", (224, 224), 8), ("800x1333", (800, 1333), 2)), 256, 64, 10, 2, True)
 QUICK = Settings((("32", (32, 32), 1), ("40x56", (40, 56), 1)), 128, 1, 1, 1, False)
-WARM = replace(FULL, iters=1, warmup=1)  # a warm-up worker's run: every call once, to compile it
+# A warm-up worker's run: every call once, to compile it; an op's shapes are separate tasks (no op has
+# more than 4), so that several workers compile them at once.
+WARM = replace(FULL, iters=1, warmup=1, split_cases=4)
 
 
 # ----------------------------------------------------------------------------- budget and output
@@ -761,11 +765,18 @@ def plan(device: torch.device, s: Settings, peaks) -> list[Task]:
                     tasks.append(Task(f"kernels {label}", name, _unsupported(op)))
                     continue
 
-                def run(op=op, label=label, size=size, batch=batch, dtype=dtype) -> Iterator[dict]:
-                    for case in cases(op, label, size, batch):
-                        yield from kernel_rows(case, dtype, device, s, peaks)
+                def run(op=op, label=label, size=size, batch=batch, dtype=dtype, only=None) -> Iterator[dict]:
+                    for i, case in enumerate(cases(op, label, size, batch)):
+                        if only in (None, i):
+                            yield from kernel_rows(case, dtype, device, s, peaks)
 
-                tasks.append(Task(f"kernels {label}", name, run))
+                if s.split_cases:
+                    for i in range(s.split_cases):
+                        tasks.append(
+                            Task(f"kernels {label}", f"{name} case {i}", functools.partial(run, only=i))
+                        )
+                else:
+                    tasks.append(Task(f"kernels {label}", name, run))
     for pair in PAIRS:
         for train in (False, True):
             mode = "train" if train else "infer"
