@@ -137,3 +137,20 @@ def test_long_key_lists_and_popular_keys():
     idx = torch.topk(torch.randn(b, h, n - 1, n, generator=gen), topk, dim=-1).indices
     idx[..., 0] = 0  # key 0 (the cls token) selected by every row
     check_spec(SPEC, [q, k, v, idx], (d**-0.5,), torch.float32)
+
+
+@pytest.mark.parametrize("chunk_entries", [1, 30, 10**6])
+def test_index_inversion_in_chunks(chunk_entries):
+    """The backward's inverted index (each key's selecting rows, in row order) is the same however many
+    groups are sorted at once; targets out of range belong to no key."""
+    from attnzoo.kernels.common.host import invert_index
+
+    gen = torch.Generator().manual_seed(0)
+    groups, rows, per_row, n = 5, 7, 3, 6
+    flat = torch.randint(-1, n + 1, (groups, rows * per_row), generator=gen)
+    src, off = invert_index(flat, per_row, n, chunk_entries=chunk_entries)
+    assert src.dtype == off.dtype == torch.int32 and off.shape == (groups, n + 1)
+    for g in range(groups):
+        for j in range(n):
+            want = [e // per_row for e in range(rows * per_row) if flat[g, e] == j]
+            assert src[g, off[g, j] : off[g, j + 1]].tolist() == want
