@@ -75,7 +75,7 @@ import attnzoo.kernels  # noqa: E402
 from attnzoo.kernels import use_kernels, use_triton  # noqa: E402
 from attnzoo.kernels.registry import KERNELS  # noqa: E402
 from attnzoo.layers import HaloAttention  # noqa: E402
-from attnzoo.zoo.bench import _KernelRecorder  # noqa: E402
+from attnzoo.zoo.bench import KernelRecorder  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anchors  # noqa: E402
@@ -687,10 +687,9 @@ def images_per_s(
 
     kernels = "torch.compile"
     if not compiled:  # one more warm-up step, recording which attnzoo Triton ops run
-        recorder = _KernelRecorder()
-        with recorder:
+        with KernelRecorder() as recorder:
             step()
-        kernels = "triton: " + ", ".join(sorted(recorder.kernels)) if recorder.kernels else "torch"
+        kernels = recorder.describe()
     ms, _ = measure(step, device, s.iters, s.warmup)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return s.model_batch * 1e3 / ms, peak, kernels

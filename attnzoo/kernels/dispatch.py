@@ -18,7 +18,6 @@ import contextlib
 import importlib.util
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from typing import Literal
 
@@ -32,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 # The innermost use_kernels() backend, None outside any.
 _forced: str | None = None
-# Ops (their modules) already warned about falling back to the reference on CUDA.
+# Ops already warned about falling back to the reference on CUDA.
 _warned: set[str] = set()
 
 
@@ -86,11 +85,12 @@ def graph_capture() -> bool:
     return bool(compiler is not None and compiler.is_exporting())
 
 
-def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
-    """Whether an op called on ``tensors`` should run its Triton kernel.
+def use_triton(*tensors: torch.Tensor, supported: bool = True, op: str = "an attnzoo op") -> bool:
+    """Whether op ``op`` called on ``tensors`` should run its Triton kernel.
 
     ``supported`` is the op's own verdict on shapes and dtypes; an unsupported call falls back to the
-    reference under ``auto`` and raises under ``triton``, so a forced backend never silently changes.
+    reference under ``auto`` (with one warning per ``op`` for CUDA tensors) and raises under ``triton``,
+    so a forced backend never silently changes.
     """
     backend = kernel_backend()
     if backend == "torch":
@@ -100,7 +100,7 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
             raise RuntimeError(f"{ENV_VAR}=triton but the triton package is not installed")
         if not supported:
             raise RuntimeError(
-                "kernel backend 'triton' was forced for a shape or dtype the kernel does not support"
+                f"{op}: kernel backend 'triton' was forced for a shape or dtype the kernel does not support"
             )
         if not triton_interpreter() and not all(t.is_cuda for t in tensors):
             raise RuntimeError("kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
@@ -109,16 +109,13 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True) -> bool:
         return False
     if supported and triton_available():
         return True
-    _warn_fallback()
+    _warn_fallback(op)
     return False
 
 
-def _warn_fallback() -> None:
-    """Say once per op (its module) that ``auto`` runs the torch reference on CUDA tensors."""
-    if torch.compiler.is_compiling():
-        return
-    op = sys._getframe(2).f_globals.get("__name__", "?")
-    if op in _warned:
+def _warn_fallback(op: str) -> None:
+    """Say once per op that ``auto`` runs the torch reference on CUDA tensors."""
+    if torch.compiler.is_compiling() or op in _warned:
         return
     _warned.add(op)
     why = "this shape or dtype" if triton_available() else "a missing triton package"

@@ -17,7 +17,7 @@ from attnzoo.kernels.registry import op_names
 from attnzoo.zoo.facts import count_gflops, count_params, create_for_size, feature_strides, resolve_input_size
 from attnzoo.zoo.registry import family_of
 
-__all__ = ["BenchResult", "benchmark_model", "format_table", "kernels_used"]
+__all__ = ["BenchResult", "KernelRecorder", "benchmark_model", "format_table", "kernels_used"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class BenchResult:
     device: str = "cpu"
 
 
-class _KernelRecorder(TorchDispatchMode):
-    """Records which registered kernels (:mod:`attnzoo.kernels.registry`) a forward runs as Triton ops."""
+class KernelRecorder(TorchDispatchMode):
+    """Records which registered kernels (:mod:`attnzoo.kernels.registry`) the enclosed code runs as
+    Triton ops (forward or backward): ``with KernelRecorder() as rec: ...``, then ``rec.describe()``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,15 +56,19 @@ class _KernelRecorder(TorchDispatchMode):
             self.kernels.add(kernel)
         return func(*args, **(kwargs or {}))
 
+    def describe(self) -> str:
+        """'triton: <ops>' for the recorded kernels, or 'torch' when none ran."""
+        return "triton: " + ", ".join(sorted(self.kernels)) if self.kernels else "torch"
+
 
 def kernels_used(model: nn.Module, x: torch.Tensor) -> str:
     """What runs ``model``'s attention on ``x``: 'triton: <ops>' for the attnzoo Triton ops one forward
     calls, or 'torch' when none is (CPU, a family without a custom kernel, or ``ATTNZOO_KERNELS=torch``).
     """
-    recorder = _KernelRecorder()
+    recorder = KernelRecorder()
     with torch.no_grad(), recorder:
         model(x)
-    return "triton: " + ", ".join(sorted(recorder.kernels)) if recorder.kernels else "torch"
+    return recorder.describe()
 
 
 def benchmark_model(

@@ -63,12 +63,13 @@ def test_auto_fallback_on_cuda_is_logged_once_per_op(monkeypatch, caplog):
     monkeypatch.setattr(dispatch, "_warned", set())
     cuda_like = torch.zeros(2).as_subclass(_CudaLike)
     with use_kernels("auto"), caplog.at_level("WARNING", logger=dispatch.__name__):
-        assert not use_triton(cuda_like, supported=False)
-        assert not use_triton(cuda_like, supported=False)
-        assert use_triton(cuda_like) == dispatch.triton_available()
-    warnings = [r for r in caplog.records if "run the torch reference" in r.getMessage()]
-    assert len(warnings) == 1
-    assert "shape or dtype" in warnings[0].getMessage()
+        assert not use_triton(cuda_like, supported=False, op="op_a")
+        assert not use_triton(cuda_like, supported=False, op="op_a")
+        assert not use_triton(cuda_like, supported=False, op="op_b")
+        assert use_triton(cuda_like, op="op_a") == dispatch.triton_available()
+    warnings = [r.getMessage() for r in caplog.records if "run the torch reference" in r.getMessage()]
+    assert [w.split(":")[0] for w in warnings] == ["op_a", "op_b"]
+    assert "shape or dtype" in warnings[0]
 
 
 def test_backend_override_guards_compiled_code(monkeypatch):

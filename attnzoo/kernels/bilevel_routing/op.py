@@ -38,7 +38,7 @@ def bilevel_routing_attention(
     ``torch.topk`` over the regions): a sync per layer stalls the GPU between layers.
     """
     grid = check_inputs(q, k, v, idx, region_size, check_range)
-    if use_triton(q, k, v, idx, supported=_supported(q, v)):
+    if use_triton(q, k, v, idx, supported=_supported(q, v), op="bilevel_routing_attention"):
         rh, rw = region_size
         q, k, v = (t.contiguous() for t in (q, k, v))
         out, _ = torch.ops.attnzoo.bilevel_routing_attention(

@@ -48,7 +48,7 @@ def contmix(
     """ContMix aggregation through the dispatch rule (Triton kernel or :func:`contmix_reference`):
     ``[B, G, H, W, Cv]`` in q's dtype. The map must be at least ``K x K``."""
     k = check_shapes(q, proj, proj_bias, rpb, v)
-    if use_triton(q, proj, proj_bias, rpb, v, supported=_supported(q, v, k)):
+    if use_triton(q, proj, proj_bias, rpb, v, supported=_supported(q, v, k), op="contmix"):
         out, _ = torch.ops.attnzoo.contmix(*(t.contiguous() for t in (q, proj, proj_bias, rpb, v)))
         return out
     return contmix_reference(q, proj, proj_bias, rpb, v)

@@ -32,7 +32,7 @@ def fourier_karat(
     returns ``P``, ``[..., H, N, R]`` in q's dtype (multiply by ``W^T V`` to finish the attention).
     """
     check(q, k, coef)
-    if use_triton(q, k, coef, supported=_supported(q, coef)):
+    if use_triton(q, k, coef, supported=_supported(q, coef), op="fourier_karat"):
         lead = q.shape[:-2]
         flat = [t.reshape(-1, *t.shape[-2:]).contiguous() for t in (q, k)]
         p = torch.ops.attnzoo.fourier_karat(*flat, coef.contiguous(), resolve_scale(q, scale))[0]

@@ -33,7 +33,7 @@ def halo_attention(
 ) -> torch.Tensor:
     """Halo attention through the dispatch rule (Triton kernel or :func:`halo_attention_reference`)."""
     check_shapes(q, k, v, qrh, qrw, block_q, block_kv, win)
-    if use_triton(q, k, v, qrh, qrw, supported=_supported(q, v, block_q, win)):
+    if use_triton(q, k, v, qrh, qrw, supported=_supported(q, v, block_q, win), op="halo_attention"):
         tensors = [t.contiguous() for t in (q, k, v, qrh, qrw)]
         out, _ = torch.ops.attnzoo.halo_attention(*tensors, block_q, block_kv, win, float(scale))
         return out

@@ -46,7 +46,7 @@ def infsa_pure(
     ``q``, ``k``: ``[..., N, D]``; ``v``: ``[..., N, Dv]``; returns ``[..., N, Dv]``.
     """
     check(q, k, v, "infsa_pure")
-    if use_triton(q, k, v, supported=_supported(q, v, 128)):
+    if use_triton(q, k, v, supported=_supported(q, v, 128), op="infsa_pure"):
         lead = q.shape[:-2]
         out, _ = torch.ops.attnzoo.infsa_pure(
             _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps)
@@ -65,7 +65,7 @@ def infsa_linear(
 ) -> torch.Tensor:
     """Linear InfSA through the dispatch rule: the pooled vector ``[..., Dv]`` every token receives."""
     check(q, k, v, "infsa_linear")
-    if use_triton(q, k, v, supported=_supported(q, v, 256)):
+    if use_triton(q, k, v, supported=_supported(q, v, 256), op="infsa_linear"):
         lead = q.shape[:-2]
         pooled = torch.ops.attnzoo.infsa_linear(
             _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps)

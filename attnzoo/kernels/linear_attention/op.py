@@ -70,7 +70,7 @@ def linear_attention(
     zq = q if zq is None else zq
     zk = k if zk is None else zk
     check(q, k, v, zq, zk, kind)
-    if use_triton(q, k, v, zq, zk, supported=_supported(q, v)):
+    if use_triton(q, k, v, zq, zk, supported=_supported(q, v), op="linear_attention"):
         out, _ = torch.ops.attnzoo.linear_attention(
             *(t.contiguous() for t in (q, k, v, zq, zk)), kind, resolve_scale(q, scale), float(eps)
         )

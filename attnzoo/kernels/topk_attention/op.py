@@ -43,7 +43,7 @@ def topk_attention(
     the keys): a sync per layer stalls the GPU between layers.
     """
     check_inputs(q, k, v, idx, check_range)
-    if use_triton(q, k, v, idx, supported=_supported(q, v)):
+    if use_triton(q, k, v, idx, supported=_supported(q, v), op="topk_attention"):
         q, k, v = (t.contiguous() for t in (q, k, v))
         out, _ = torch.ops.attnzoo.topk_attention(q, k, v, idx.to(torch.int32).contiguous(), float(scale))
         return out
