@@ -49,7 +49,6 @@ def bilevel_routing_attention(
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
     from attnzoo.kernels.bilevel_routing.kernels import (
@@ -58,6 +57,7 @@ if triton_available():
         bra_fwd_kernel,
         bra_table_kernel,
     )
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, pow2, precision, tile
 
     def _geometry(q: torch.Tensor, idx: torch.Tensor, region_h: int, region_w: int) -> dict:
@@ -87,15 +87,15 @@ if triton_available():
         block = tile(t)
         if t < block:
             tp = pow2(t, floor=1)
-            return block, tp, 1, triton.cdiv(nr, block // tp)
-        nb = triton.cdiv(t, block)
+            return block, tp, 1, cdiv(nr, block // tp)
+        nb = cdiv(t, block)
         return block, block, nb, nr * nb
 
     def _tables(idx: torch.Tensor, geo: dict, group: int, directions: range) -> tuple[torch.Tensor, ...]:
         """``(count, list, mult)`` of :func:`bra_table_kernel`, ``[directions.stop, B, NG, ...]``, for
         the directions asked (0: forward / dQ, 1: dK / dV), in one launch; the others stay unwritten."""
         b, nr = idx.shape[0], geo["NR"]
-        ng = triton.cdiv(nr, group)
+        ng = cdiv(nr, group)
         count = idx.new_empty((directions.stop, b, ng))
         lists = idx.new_empty((directions.stop, b, ng, nr))
         mult = idx.new_empty((directions.stop, b, ng, nr, group))

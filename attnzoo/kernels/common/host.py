@@ -7,9 +7,9 @@ import functools
 from collections.abc import Callable
 
 import torch
-import triton
 from torch.library import CustomOpDef, triton_op
 
+from attnzoo.kernels.common.chunks import next_pow2
 from attnzoo.kernels.registry import backward_op_name, forward_op_name
 
 __all__ = ["define_op", "f32_like", "invert_index", "pow2", "precision", "tile"]
@@ -18,7 +18,7 @@ __all__ = ["define_op", "f32_like", "invert_index", "pow2", "precision", "tile"]
 def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
     """The power of two ``>= n`` (``tl.arange`` and ``tl.dot`` need one), at least ``floor`` (the
     smallest ``tl.dot`` operand) and at most ``cap`` when given."""
-    size = max(floor, triton.next_power_of_2(n))
+    size = max(floor, next_pow2(n))
     return size if cap is None else min(cap, size)
 
 

@@ -78,9 +78,9 @@ def candidates(size: int, k: int) -> int:
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, pow2, precision
     from attnzoo.kernels.contmix.kernels import (
         contmix_bwd_dq_kernel,
@@ -122,7 +122,7 @@ if triton_available():
     def _grid(q: torch.Tensor, meta: dict) -> tuple[int, int, int]:
         """``(programs, row blocks, column blocks)`` of a pixel-tile launch."""
         b, g, h, w, _ = q.shape
-        nib, njb = triton.cdiv(h, meta["BI"]), triton.cdiv(w, meta["BJ"])
+        nib, njb = cdiv(h, meta["BI"]), cdiv(w, meta["BJ"])
         return b * g * nib * njb, nib, njb
 
     def _dims(q: torch.Tensor, v: torch.Tensor) -> tuple[int, ...]:
@@ -165,7 +165,7 @@ if triton_available():
         wrap_triton(contmix_bwd_dq_kernel)[(programs,)](*tensors, dq, *dims, nib, njb, **meta)
         # Per (image, window-row step): logit gradients by offset and window position (th, tw).
         per_offset = torch.empty((b, g, k, k, k, k), device=q.device, dtype=torch.float32)
-        nstep = triton.cdiv(k, meta["RA"])
+        nstep = cdiv(k, meta["RA"])
         wrap_triton(contmix_bwd_params_kernel)[(b * g * nstep,)](
             *tensors, dproj, per_offset, *dims, nstep, **meta, BT=pow2(k)
         )

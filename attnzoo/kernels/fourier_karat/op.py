@@ -41,9 +41,9 @@ def fourier_karat(
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, pow2, precision, tile
     from attnzoo.kernels.fourier_karat.kernels import dk_dcoef_kernel, dq_kernel, fwd_kernel
 
@@ -66,9 +66,7 @@ if triton_available():
         bh, n, _ = q.shape
         meta = _meta(q, coef)
         p = torch.empty((bh, n, coef.shape[-1]), device=q.device, dtype=q.dtype)
-        wrap_triton(fwd_kernel)[(triton.cdiv(n, meta["BM"]), bh)](
-            q, k, coef, p, *_sizes(q, coef), scale, **meta
-        )
+        wrap_triton(fwd_kernel)[(cdiv(n, meta["BM"]), bh)](q, k, coef, p, *_sizes(q, coef), scale, **meta)
         return (p,)
 
     def _backward(
@@ -80,12 +78,12 @@ if triton_available():
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
         dc = torch.zeros(coef.shape, device=q.device, dtype=torch.float32)
-        wrap_triton(dq_kernel)[(triton.cdiv(n, meta["BM"]), bh)](
+        wrap_triton(dq_kernel)[(cdiv(n, meta["BM"]), bh)](
             q, k, coef, grad_p, dq, *_sizes(q, coef), scale, **meta
         )
         # Not tuned: it adds into dC atomically, and a timed trial would add again. One stage, as
         # common.tuning.ONE_STAGE says for the tuned kernels.
-        wrap_triton(dk_dcoef_kernel)[(triton.cdiv(n, meta["BN"]), bh)](
+        wrap_triton(dk_dcoef_kernel)[(cdiv(n, meta["BN"]), bh)](
             q, k, coef, grad_p, dk, dc, *_sizes(q, coef), scale, **meta, num_stages=1
         )
         return dq, dk, dc.to(coef.dtype)

@@ -75,9 +75,9 @@ def infsa_linear(
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision, tile
     from attnzoo.kernels.infinite_attention.kernels import (
         linear_finish_kernel,
@@ -118,7 +118,7 @@ if triton_available():
         bh, n, dqk = q.shape
         dv = v.shape[-1]
         wide, narrow, meta = _pure_meta(q, v)
-        tiles = triton.cdiv(n, wide)
+        tiles = cdiv(n, wide)
         u = torch.empty((bh, n, dv), **f32_like(q))
         ss = torch.empty((bh, tiles), **f32_like(q))
         grid = (tiles, bh)
@@ -146,7 +146,7 @@ if triton_available():
         dv = v.shape[-1]
         grad_out = grad_out.contiguous()
         wide, narrow, meta = _pure_meta(q, v)
-        tiles = triton.cdiv(n, wide)
+        tiles = cdiv(n, wide)
         # <dO V^T, R> / (c n) = <dO, O> / n: the N x N reduction is an O(N D) one. Long slices: its
         # per-tile shares here, added in tile order by every program of the gradient kernels; short
         # ones: every program computes it, which costs less than a launch.

@@ -85,9 +85,9 @@ def _width(q: torch.Tensor, v: torch.Tensor) -> int:
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision
     from attnzoo.kernels.linear_attention.kernels import (
         finish_kernel,
@@ -124,7 +124,7 @@ if triton_available():
         """Sum each slice's partial rows into ``stats`` in chunk order, the vectors times ``fa`` / ``fb``
         (nothing to do when the chunk kernel wrote the final rows)."""
         if chunks > 1:
-            grid = (triton.cdiv(stats.shape[1], FINISH_WIDTH), stats.shape[0])
+            grid = (cdiv(stats.shape[1], FINISH_WIDTH), stats.shape[0])
             wrap_triton(finish_kernel)[grid](partial, stats, chunks, d, dv, fa, fb, BW=FINISH_WIDTH)
 
     def _check_kind(kind: str) -> bool:
@@ -156,7 +156,7 @@ if triton_available():
             BT=bt, FINAL=chunks == 1, **_meta(q, v),
         )  # fmt: skip
         _finish(partial, stats, chunks, d, dv, 1.0 / n, 1.0 / n)
-        wrap_triton(output_kernel)[(triton.cdiv(n, bt), slices)](
+        wrap_triton(output_kernel)[(cdiv(n, bt), slices)](
             q3, zq3, stats, out, n, d, dv, scale, scale / n, eps, BM=bt, MALA=mala, **_meta(q, v)
         )
         return out, stats
@@ -190,7 +190,7 @@ if triton_available():
             BT=bt, MALA=mala, FINAL=chunks == 1, **_meta(q, v),
         )  # fmt: skip
         _finish(partial, gstats, chunks, d, dv, scale / n, 1.0 / n)
-        wrap_triton(key_grad_kernel)[(triton.cdiv(n, bt), slices)](
+        wrap_triton(key_grad_kernel)[(cdiv(n, bt), slices)](
             k3, v3, gstats, dk, dvv, dzk, n, d, dv, BM=bt, **_meta(q, v)
         )
         return dq, dk, dvv, dzq, dzk

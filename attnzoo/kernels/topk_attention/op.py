@@ -51,9 +51,9 @@ def topk_attention(
 
 
 if triton_available():
-    import triton
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, invert_index, pow2, tile
     from attnzoo.kernels.topk_attention.kernels import (
         topk_bwd_dkdv_kernel,
@@ -71,7 +71,7 @@ if triton_available():
         softmax)."""
         bm = ROWS_PER_PROGRAM
         return dict(
-            NMB=triton.cdiv(q.shape[2], bm),
+            NMB=cdiv(q.shape[2], bm),
             BM=bm,
             BK=pow2(idx.shape[-1], floor=1, cap=64),
             BD=pow2(q.shape[-1], floor=1),
@@ -116,7 +116,7 @@ if triton_available():
         src, off = invert_index(idx.flatten(0, 1).flatten(1), idx.shape[-1], n)
         wrap_triton(topk_bwd_dkdv_kernel)[(b * h * n,)](
             q, k, v, src, off, grad_out, lse, delta, dk, dvv, scale, **sizes,
-            BE=tile(triton.cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],
+            BE=tile(cdiv(m * idx.shape[-1], n)), BD=meta["BD"], BDV=meta["BDV"],
         )  # fmt: skip
         return dq, dk, dvv
 
