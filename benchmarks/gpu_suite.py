@@ -250,26 +250,32 @@ def measure(
     return sorted(times)[len(times) // 2], peak
 
 
-def gpu_time(fn: Callable[[], Any], device: torch.device, iters: int) -> tuple[float | None, float | None]:
-    """(GPU ms per call, device activities per call: kernels, copies, memsets), from the profiler's
-    device events: what one call costs the GPU, without the host time between its launches that
-    CUDA-event timing of a synchronised call also counts (most of it at small shapes). None off CUDA.
+def gpu_time(
+    fn: Callable[[], Any], device: torch.device, iters: int
+) -> tuple[float | None, float | None, str | None]:
+    """(GPU ms per call, device activities per call: kernels, copies, memsets; why not, if not), from
+    the profiler's device events: what one call costs the GPU, without the host time between its
+    launches that CUDA-event timing of a synchronised call also counts (most of it at small shapes).
+    None off CUDA, or where the profiler fails (an extra column: the row keeps its other numbers).
     Run after :func:`measure`, so nothing compiles here."""
     if device.type != "cuda":
-        return None, None
+        return None, None, None
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(iters):
-            fn()
-        sync(device)
-    events = [
-        e
-        for e in prof.events()
-        if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
-    ]
+    try:
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(iters):
+                fn()
+            sync(device)
+        events = [
+            e
+            for e in prof.events()
+            if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)
+        ]
+    except Exception as err:  # noqa: BLE001  (recorded in the row)
+        return None, None, f"profiler: {why(err)}"
     if not events:
-        return None, None
-    return sum(e.self_device_time_total for e in events) / iters / 1e3, len(events) / iters
+        return None, None, "profiler: no device events"
+    return sum(e.self_device_time_total for e in events) / iters / 1e3, len(events) / iters, None
 
 
 def free_memory(device: torch.device) -> None:
@@ -547,7 +553,7 @@ def kernel_rows(
         with use_kernels("auto"):
             backend = "triton" if use_triton(*prep.inputs) else "torch (reference)"
             ours_ms, ours_mib = measure(step_fn(prep.ours, backward), device, s.iters, s.warmup)
-            ours_gpu, ours_launches = gpu_time(step_fn(prep.ours, backward), device, s.iters)
+            ours_gpu, ours_launches, gpu_note = gpu_time(step_fn(prep.ours, backward), device, s.iters)
         row = {
             "kind": "kernel",
             "op": case.op,
@@ -569,6 +575,7 @@ def kernel_rows(
             "anchor_launches": None,
             "speedup": None,
             "gpu_speedup": None,
+            "gpu_time_error": gpu_note,
             "status": "ok" if prep.anchor else (prep.anchor_error or "no anchor"),
         }
         if prep.anchor is not None:
@@ -576,8 +583,9 @@ def kernel_rows(
                 anchor_ms, anchor_mib = measure(step_fn(prep.anchor, backward), device, s.iters, s.warmup)
                 row.update(anchor_ms=rnd(anchor_ms, 4), anchor_mib=rnd(anchor_mib, 1))
                 row["speedup"] = rnd(anchor_ms / ours_ms)
-                anchor_gpu, anchor_launches = gpu_time(step_fn(prep.anchor, backward), device, s.iters)
+                anchor_gpu, anchor_launches, note = gpu_time(step_fn(prep.anchor, backward), device, s.iters)
                 row.update(anchor_gpu_ms=rnd(anchor_gpu, 4), anchor_launches=rnd(anchor_launches, 1))
+                row["gpu_time_error"] = row["gpu_time_error"] or note
                 if ours_gpu and anchor_gpu:
                     row["gpu_speedup"] = rnd(anchor_gpu / ours_gpu)
             except torch.OutOfMemoryError:
