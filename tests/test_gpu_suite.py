@@ -90,15 +90,15 @@ def test_table_of_a_saved_run(quick_run):
 
 
 @pytest.fixture(scope="module")
-def suite():
+def runner():
     sys.path.insert(0, str(SUITE.parent))
     try:
-        return importlib.import_module("gpu_suite")
+        return importlib.import_module("suite.runner")
     finally:
         sys.path.remove(str(SUITE.parent))
 
 
-def test_budget_interrupts_and_skips(suite, tmp_path):
+def test_budget_interrupts_and_skips(runner, tmp_path):
     def slow():
         yield {"kind": "model", "status": "ok"}
         time.sleep(30)
@@ -107,11 +107,11 @@ def test_budget_interrupts_and_skips(suite, tmp_path):
     def never():
         raise AssertionError("a task past the budget must not start")
 
-    results = suite.Results(tmp_path / "r.json", {"device": "cpu"})
-    budget = suite.Budget(time.monotonic() - suite._T0 + 0.5, 0.0)
-    tasks = [suite.Task("models eager", "slow", slow), suite.Task("kernels 224", "late", never)]
     start = time.monotonic()
-    suite.execute(tasks, results, budget, min_task_s=0.1)
+    results = runner.Results(tmp_path / "r.json", {"device": "cpu"}, start)
+    budget = runner.Budget(0.5, 0.0, start)
+    tasks = [runner.Task("models eager", "slow", slow), runner.Task("kernels 224", "late", never)]
+    runner.execute(tasks, results, budget, min_task_s=0.1)
     assert time.monotonic() - start < 5
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [(r.get("task"), r["status"]) for r in rows] == [
@@ -121,7 +121,7 @@ def test_budget_interrupts_and_skips(suite, tmp_path):
     ]
 
 
-def test_lost_cuda_context_skips_the_rest(suite, tmp_path, monkeypatch):
+def test_lost_cuda_context_skips_the_rest(runner, tmp_path, monkeypatch):
     """After a sticky CUDA fault the later tasks are recorded as skipped, naming the task that lost it,
     instead of each failing with the same error."""
 
@@ -132,10 +132,11 @@ def test_lost_cuda_context_skips_the_rest(suite, tmp_path, monkeypatch):
     def never():
         raise AssertionError("a task after a lost context must not start")
 
-    monkeypatch.setattr(suite, "cuda_lost", lambda: True)
-    results = suite.Results(tmp_path / "r.json", {"device": "cpu"})
-    tasks = [suite.Task("kernels 224", "karat", fault), suite.Task("kernels 224", "later", never)]
-    suite.execute(tasks, results, suite.Budget(600.0, 0.0), min_task_s=0.1)
+    monkeypatch.setattr(runner, "cuda_lost", lambda: True)
+    start = time.monotonic()
+    results = runner.Results(tmp_path / "r.json", {"device": "cpu"}, start)
+    tasks = [runner.Task("kernels 224", "karat", fault), runner.Task("kernels 224", "later", never)]
+    runner.execute(tasks, results, runner.Budget(600.0, 0.0, start), min_task_s=0.1)
     rows = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert [(r.get("task"), r["status"].split(":")[0]) for r in rows] == [
         ("karat", "ok"),

@@ -1,0 +1,100 @@
+"""The results file (JSON, rewritten after every row) and the tables printed from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Results:
+    """The JSON file: run facts plus every row, rewritten (atomically) after each row."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], start: float) -> None:
+        """``start``: ``time.monotonic()`` at process start, whence ``meta["elapsed_s"]`` counts."""
+        self.path, self.meta, self.rows, self.start = path, meta, [], start
+        self.write()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.write()
+
+    def write(self) -> None:
+        self.meta["elapsed_s"] = round(time.monotonic() - self.start, 1)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=1))
+        os.replace(tmp, self.path)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def rnd(x: float | None, digits: int = 3) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def why(err: BaseException) -> str:
+    """An exception in one short line (bare asserts have no message: their source line is named)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if not text and err.__traceback__ is not None:
+        frame = err.__traceback__
+        while frame.tb_next is not None:
+            frame = frame.tb_next
+        text = f"at {Path(frame.tb_frame.f_code.co_filename).name}:{frame.tb_lineno}"
+    return f"{type(err).__name__}: {text}"[:200]
+
+
+def _fmt(x: Any, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _pct(value: float | None, pct: float | None, spec: str) -> str:
+    return "-" if value is None else f"{value:{spec}}" + (f" ({pct:.1f}%)" if pct is not None else "")
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The README tables: model rows, kernel rows, then what was skipped."""
+    m = meta
+    lines = [
+        f"{m['device']}, torch {m['torch']}, triton {m['triton']}, timm {m['timm']}, {m['date']}",
+        "",
+        "| model | anchor | mode | ours kernels | ours img/s | anchor img/s | ratio | peak MiB ours / anchor "
+        "| status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["kind"] == "model"):
+        lines.append(
+            f"| {r['model']} | {r['anchor']} | {r['mode']} | {r['backend']} | {_fmt(r['ours_img_s'], '.1f')} "
+            f"| {_fmt(r['anchor_img_s'], '.1f')} | {_fmt(r['ratio'])} "
+            f"| {_fmt(r['ours_mib'], '.0f')} / {_fmt(r['anchor_mib'], '.0f')} | {r['status']} |"
+        )
+    lines += [
+        "",
+        "| op | model @input: shapes | dtype | pass | backend | ours ms | anchor | anchor ms | speed-up "
+        "| GPU ms ours / anchor (speed-up) | launches ours / anchor "
+        "| MiB ours / anchor | TFLOP/s (% peak) | GB/s (% peak) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r["kind"] == "kernel" and "ours_ms" in r):
+        lines.append(
+            f"| {r['op']} | {r['model']} @{r['input']}: {r['shape']} | {r['dtype']} | {r['pass']} "
+            f"| {r['backend']} | {_fmt(r['ours_ms'], '.3f')} | {r['anchor'] or '-'} "
+            f"| {_fmt(r['anchor_ms'], '.3f')} | {_fmt(r['speedup'])} "
+            f"| {_fmt(r.get('ours_gpu_ms'), '.3f')} / {_fmt(r.get('anchor_gpu_ms'), '.3f')} "
+            f"({_fmt(r.get('gpu_speedup'))}) | {_fmt(r.get('ours_launches'), '.0f')} / "
+            f"{_fmt(r.get('anchor_launches'), '.0f')} "
+            f"| {_fmt(r['ours_mib'], '.0f')} / {_fmt(r['anchor_mib'], '.0f')} "
+            f"| {_pct(r.get('tflops'), r.get('pct_peak_tflops'), '.2f')} "
+            f"| {_pct(r.get('gbps'), r.get('pct_peak_gbps'), '.1f')} | {r['status']} |"
+        )
+    skipped = [r for r in rows if r["kind"] == "skipped" or "ours_ms" not in r and r["kind"] == "kernel"]
+    if skipped:
+        lines += [
+            "",
+            "Not run: " + "; ".join(f"{r.get('task', r.get('op'))} ({r['status']})" for r in skipped),
+        ]
+    return "\n".join(lines)
