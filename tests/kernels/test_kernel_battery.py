@@ -11,6 +11,7 @@ the spec declares ``indices``), mixed dtypes (but for the spec's ``own_dtype`` t
 devices, one input of the wrong rank, one input whose first dimension disagrees with the rest.
 """
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnzoo.kernels import use_kernels
+from attnzoo.kernels.common import host
 from attnzoo.kernels.registry import KERNELS, KernelSpec, op_names
 from tests.helpers.kernel_check import DEVICE, DTYPE_IDS, check_spec, dtype_marks
 
@@ -91,6 +93,51 @@ def test_backward_op_opcheck(name):
     torch.library.opcheck(spec.backward_op, with_grad, test_utils=CHECKS)
     if GPU_CHECKS:
         torch.library.opcheck(spec.backward_op, plain, test_utils=GPU_CHECKS)
+
+
+class _Passthrough(TorchDispatchMode):
+    """Sees every op (as :class:`~attnzoo.zoo.bench.KernelRecorder` does) and runs it unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_eager_fast_path_is_the_registered_op(name, monkeypatch):
+    """Plain eager calls take ``run_op``'s autograd.Function, calls under a dispatch mode the registered
+    op; both give the same output and gradients, bit for bit (the same launchers run)."""
+    spec = KERNELS[name]
+    tensors, args = spec.make_problem(OPCHECK_SEED)
+    applied = []
+    eager = host._EAGER[name]
+
+    class Counting(eager):
+        @classmethod
+        def apply(cls, *a):
+            applied.append(name)
+            return eager.apply(*a)
+
+    monkeypatch.setitem(host._EAGER, name, Counting)
+
+    def run(mode: TorchDispatchMode | None) -> list[torch.Tensor]:
+        inputs = _on_device(spec, tensors)
+        with use_kernels("triton"), mode or contextlib.nullcontext():
+            out = spec.run_public(inputs, args)
+            out.backward(torch.ones_like(out))
+        return [out.detach(), *(t.grad for t in inputs if t.requires_grad)]
+
+    fast = run(None)
+    assert applied == [name]
+    mode = _Passthrough()
+    registered = run(mode)
+    assert applied == [name] and spec.forward_op_name in mode.ops and spec.backward_op_name in mode.ops
+    for a, b in zip(fast, registered, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
 def test_registry_holds_every_op():

@@ -7,6 +7,7 @@ import math
 import torch
 
 from attnzoo.kernels.bilevel_routing.reference import check_inputs, routed_attention
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, use_triton
 
 __all__ = ["bilevel_routing_attention"]
@@ -41,8 +42,15 @@ def bilevel_routing_attention(
     if use_triton(q, k, v, idx, supported=_supported(q, v), op="bilevel_routing_attention"):
         rh, rw = region_size
         q, k, v = (t.contiguous() for t in (q, k, v))
-        out, _ = torch.ops.attnzoo.bilevel_routing_attention(
-            q, k, v, idx.to(torch.int32).contiguous(), int(rh), int(rw), float(scale)
+        out, _ = run_op(
+            "bilevel_routing_attention",
+            q,
+            k,
+            v,
+            idx.to(torch.int32).contiguous(),
+            int(rh),
+            int(rw),
+            float(scale),
         )
         return out
     return routed_attention(q, k, v, idx, grid, scale)

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from attnzoo.kernels.common.chunks import next_pow2
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.contmix.reference import check_shapes, contmix_reference
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 
@@ -49,7 +50,7 @@ def contmix(
     ``[B, G, H, W, Cv]`` in q's dtype. The map must be at least ``K x K``."""
     k = check_shapes(q, proj, proj_bias, rpb, v)
     if use_triton(q, proj, proj_bias, rpb, v, supported=_supported(q, v, k), op="contmix"):
-        out, _ = torch.ops.attnzoo.contmix(*(t.contiguous() for t in (q, proj, proj_bias, rpb, v)))
+        out, _ = run_op("contmix", *(t.contiguous() for t in (q, proj, proj_bias, rpb, v)))
         return out
     return contmix_reference(q, proj, proj_bias, rpb, v)
 

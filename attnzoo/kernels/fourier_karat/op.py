@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, use_triton
 from attnzoo.kernels.fourier_karat.reference import check, fourier_karat_reference, resolve_scale
 
@@ -35,7 +36,7 @@ def fourier_karat(
     if use_triton(q, k, coef, supported=_supported(q, coef), op="fourier_karat"):
         lead = q.shape[:-2]
         flat = [t.reshape(-1, *t.shape[-2:]).contiguous() for t in (q, k)]
-        p = torch.ops.attnzoo.fourier_karat(*flat, coef.contiguous(), resolve_scale(q, scale))[0]
+        p = run_op("fourier_karat", *flat, coef.contiguous(), resolve_scale(q, scale))[0]
         return p.reshape(*lead, *p.shape[-2:])
     return fourier_karat_reference(q, k, coef, scale)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, use_triton
 from attnzoo.kernels.halo_attention.reference import check_shapes, halo_attention_reference
 
@@ -35,7 +36,7 @@ def halo_attention(
     check_shapes(q, k, v, qrh, qrw, block_q, block_kv, win)
     if use_triton(q, k, v, qrh, qrw, supported=_supported(q, v, block_q, win), op="halo_attention"):
         tensors = [t.contiguous() for t in (q, k, v, qrh, qrw)]
-        out, _ = torch.ops.attnzoo.halo_attention(*tensors, block_q, block_kv, win, float(scale))
+        out, _ = run_op("halo_attention", *tensors, block_q, block_kv, win, float(scale))
         return out
     return halo_attention_reference(q, k, v, qrh, qrw, block_q, block_kv, win, scale)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from attnzoo.kernels.common.chunks import split_tokens
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 from attnzoo.kernels.infinite_attention.reference import (
     check,
@@ -48,9 +49,7 @@ def infsa_pure(
     check(q, k, v, "infsa_pure")
     if use_triton(q, k, v, supported=_supported(q, v, 128), op="infsa_pure"):
         lead = q.shape[:-2]
-        out, _ = torch.ops.attnzoo.infsa_pure(
-            _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps)
-        )
+        out, _ = run_op("infsa_pure", _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps))
         return times_rho(out.reshape(*lead, *out.shape[-2:]), rho)
     return infsa_pure_reference(q, k, v, rho, scale, eps)
 
@@ -67,9 +66,7 @@ def infsa_linear(
     check(q, k, v, "infsa_linear")
     if use_triton(q, k, v, supported=_supported(q, v, 256), op="infsa_linear"):
         lead = q.shape[:-2]
-        pooled = torch.ops.attnzoo.infsa_linear(
-            _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps)
-        )[0]
+        pooled = run_op("infsa_linear", _flat(q), _flat(k), _flat(v), resolve_scale(q, scale), float(eps))[0]
         return times_rho(pooled.reshape(*lead, pooled.shape[-1]), rho)
     return infsa_linear_reference(q, k, v, rho, scale, eps)
 

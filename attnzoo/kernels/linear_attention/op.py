@@ -8,6 +8,7 @@ import math
 import torch
 
 from attnzoo.kernels.common.chunks import split_tokens
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
 from attnzoo.kernels.linear_attention.reference import (
     KINDS,
@@ -71,8 +72,12 @@ def linear_attention(
     zk = k if zk is None else zk
     check(q, k, v, zq, zk, kind)
     if use_triton(q, k, v, zq, zk, supported=_supported(q, v), op="linear_attention"):
-        out, _ = torch.ops.attnzoo.linear_attention(
-            *(t.contiguous() for t in (q, k, v, zq, zk)), kind, resolve_scale(q, scale), float(eps)
+        out, _ = run_op(
+            "linear_attention",
+            *(t.contiguous() for t in (q, k, v, zq, zk)),
+            kind,
+            resolve_scale(q, scale),
+            float(eps),
         )
         return out
     return linear_attention_reference(q, k, v, zq, zk, kind=kind, scale=scale, eps=eps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.dispatch import triton_available, use_triton
 from attnzoo.kernels.topk_attention.reference import check_inputs, gathered_attention
 
@@ -45,7 +46,7 @@ def topk_attention(
     check_inputs(q, k, v, idx, check_range)
     if use_triton(q, k, v, idx, supported=_supported(q, v), op="topk_attention"):
         q, k, v = (t.contiguous() for t in (q, k, v))
-        out, _ = torch.ops.attnzoo.topk_attention(q, k, v, idx.to(torch.int32).contiguous(), float(scale))
+        out, _ = run_op("topk_attention", q, k, v, idx.to(torch.int32).contiguous(), float(scale))
         return out
     return gathered_attention(q, k, v, idx, scale)
 
