@@ -196,10 +196,14 @@ def main(argv: list[str] | None = None) -> int:
         for knob in ("recompile_limit", "cache_size_limit"):
             if hasattr(torch._dynamo.config, knob):
                 setattr(torch._dynamo.config, knob, 1024)
-    warm_s = None
+    warm_s, warm_failed = None, []
     if args.warm_workers > 0:
-        warm_s = warm_up(Path(__file__).resolve(), args, args.warm_share * args.budget_s)
+        warm_s, warm_failed = warm_up(Path(__file__).resolve(), args, args.warm_share * args.budget_s)
+    if args.warm_claims and hasattr(torch._inductor.config, "autotune_local_cache"):
+        # Inductor's own config picks, timed while other workers share the GPU, are not to be kept.
+        torch._inductor.config.autotune_local_cache = False
     meta = dict(run_meta(device, args), warm_up_s=rnd(warm_s, 1), warm_workers=args.warm_workers)
+    meta["warm_up_failed"] = warm_failed
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     results = Results(args.out / f"{slug(meta['device'])}-{stamp}.json", meta, _T0)

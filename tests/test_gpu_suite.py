@@ -46,7 +46,7 @@ def test_json_holds_run_facts_and_rows(quick_run):
     for key in ("device", "date", "torch", "triton", "timm", "peaks", "method"):
         assert key in meta
     assert meta["device"] == "cpu" and meta["peaks"] is None and meta["quick"] is True
-    assert meta["warm_workers"] == 2 and meta["warm_up_s"] > 0
+    assert meta["warm_workers"] == 2 and meta["warm_up_s"] > 0 and meta["warm_up_failed"] == []
     rows = data["rows"]
     (model,) = [r for r in rows if r["kind"] == "model"]
     assert model["status"] == "anchor missing" and model["anchor_img_s"] is None

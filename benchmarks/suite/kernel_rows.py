@@ -6,7 +6,7 @@ import contextlib
 import copy
 import inspect
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,8 +248,11 @@ def prepare(case: Case, dtype: torch.dtype, backward: bool, flex: bool = False) 
     return Prepared(inputs, lambda: fn(*args, **kwargs), anchor, name)
 
 
-def step_fn(fn: Callable[[], torch.Tensor], backward: bool) -> Callable[[], None]:
-    """One call of ``fn`` (fwd: under no_grad), and for fwd+bwd its backward with a fixed grad."""
+def step_fn(
+    fn: Callable[[], torch.Tensor], backward: bool, inputs: Sequence[torch.Tensor] = ()
+) -> Callable[[], None]:
+    """One call of ``fn`` (fwd: under no_grad), and for fwd+bwd its backward with a fixed grad (made on
+    the first call), after which ``inputs`` drop their ``.grad`` (no accumulation kernels timed)."""
     grads: list[torch.Tensor] = []
 
     def step() -> None:
@@ -261,6 +264,8 @@ def step_fn(fn: Callable[[], torch.Tensor], backward: bool) -> Callable[[], None
         if not grads:
             grads.append(torch.randn_like(out))
         out.backward(grads[0])
+        for t in inputs:
+            t.grad = None
 
     return step
 
@@ -293,8 +298,9 @@ def kernel_rows(
         prep = prepare(case, dtype, backward, flex)
         with use_kernels("auto"):
             backend = "triton" if use_triton(*prep.inputs) else "torch (reference)"
-            ours_ms, ours_mib = measure(step_fn(prep.ours, backward), device, s.iters, s.warmup)
-            ours_gpu, ours_launches, gpu_note = gpu_time(step_fn(prep.ours, backward), device, s.iters)
+            step = step_fn(prep.ours, backward, prep.inputs)
+            ours_ms, ours_mib = measure(step, device, s.iters, s.warmup)
+            ours_gpu, ours_launches, gpu_note = gpu_time(step, device, s.iters)
         row = {
             "kind": "kernel",
             "op": case.op,
@@ -321,10 +327,11 @@ def kernel_rows(
         }
         if prep.anchor is not None:
             try:
-                anchor_ms, anchor_mib = measure(step_fn(prep.anchor, backward), device, s.iters, s.warmup)
+                step = step_fn(prep.anchor, backward, prep.inputs)
+                anchor_ms, anchor_mib = measure(step, device, s.iters, s.warmup)
                 row.update(anchor_ms=rnd(anchor_ms, 4), anchor_mib=rnd(anchor_mib, 1))
                 row["speedup"] = rnd(anchor_ms / ours_ms)
-                anchor_gpu, anchor_launches, note = gpu_time(step_fn(prep.anchor, backward), device, s.iters)
+                anchor_gpu, anchor_launches, note = gpu_time(step, device, s.iters)
                 row.update(anchor_gpu_ms=rnd(anchor_gpu, 4), anchor_launches=rnd(anchor_launches, 1))
                 row["gpu_time_error"] = row["gpu_time_error"] or note
                 if ours_gpu and anchor_gpu:

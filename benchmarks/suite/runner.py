@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -116,11 +117,12 @@ def claimed(run: Callable[[], Iterator[dict]], claim: Path) -> Callable[[], Iter
     return run_if_claimed
 
 
-def warm_up(script: Path, args: argparse.Namespace, seconds: float) -> float:
+def warm_up(script: Path, args: argparse.Namespace, seconds: float) -> tuple[float, list[str]]:
     """Run the tasks once, split over ``--warm-workers`` processes that compile every Triton config
     and time none (``ATTNZOO_AUTOTUNE=compile``), and torch.compile the compiled rows' models: the
     compile caches on disk are then full, so the timed run spends its budget timing, not compiling
-    one kernel after another. Returns the seconds it took."""
+    one kernel after another. Returns the seconds it took and the workers' failed tasks (e.g. out of
+    memory: those compile in the timed run instead)."""
     start = time.monotonic()
     n = args.warm_workers
     filters = [*(["--only", *args.only] if args.only else []), *(["--skip", *args.skip] if args.skip else [])]
@@ -142,4 +144,12 @@ def warm_up(script: Path, args: argparse.Namespace, seconds: float) -> float:
             if proc.returncode != 0:
                 tail = Path(f"{tmp}/{i}.log").read_text().splitlines()[-5:]
                 print(f"warm-up worker {i} exited {proc.returncode}:", *tail, sep="\n  ")
-    return time.monotonic() - start
+        failed = [
+            f"{row.get('task')}: {row['status']}"
+            for path in sorted(Path(tmp).glob("*/*.json"))
+            for row in json.loads(path.read_text())["rows"]
+            if "error" in row["status"] or "out of memory" in row["status"]
+        ]
+    for line in failed:
+        print(f"warm-up: {line}")
+    return time.monotonic() - start, failed

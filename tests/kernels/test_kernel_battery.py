@@ -136,8 +136,26 @@ def test_eager_fast_path_is_the_registered_op(name, monkeypatch):
     mode = _Passthrough()
     registered = run(mode)
     assert applied == [name] and spec.forward_op_name in mode.ops and spec.backward_op_name in mode.ops
+    # Bit for bit: the same launchers run. (KArAt's dC adds atomically; its problem here has two images
+    # per head, whose two additions commute exactly.)
     for a, b in zip(fast, registered, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_double_backward_raises(name):
+    """The kernels' gradients have no graph of their own: a second backward through them raises (on the
+    eager path as through the registered op) rather than silently dropping their terms."""
+    spec = KERNELS[name]
+    tensors, args = spec.make_problem(OPCHECK_SEED)
+    inputs = _on_device(spec, tensors)
+    with use_kernels("triton"):
+        out = spec.run_public(inputs, args)
+    leaves = [t for t in inputs if t.requires_grad]
+    grads = torch.autograd.grad(out.square().sum(), leaves, create_graph=True)
+    penalty = sum(g.square().sum() for g in grads) + sum(t.square().sum() for t in leaves)
+    with pytest.raises(RuntimeError, match="differentiate twice|no autograd formula"):
+        penalty.backward()
 
 
 def test_registry_holds_every_op():

@@ -12,9 +12,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnzoo.kernels.common.tuning import TUNED
-from attnzoo.kernels.registry import KERNELS, KernelSpec
-from tests.helpers.kernel_check import DTYPE_IDS, check_spec
+pytest.importorskip("triton")  # an optional extra: without it there are no kernels to tune
+
+from attnzoo.kernels.common.tuning import TUNED  # noqa: E402
+from attnzoo.kernels.registry import KERNELS, KernelSpec  # noqa: E402
+from tests.helpers.kernel_check import DTYPE_IDS, check_spec  # noqa: E402
 
 SEEDS = (0, 1)
 

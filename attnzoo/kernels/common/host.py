@@ -40,7 +40,7 @@ def precision(t: torch.Tensor) -> str:
     return "ieee" if t.dtype == torch.float32 else "tf32"
 
 
-# Entries of a selection table that :func:`invert_index` sorts at once (64 MiB of sort keys and order).
+# Entries of a selection table that :func:`invert_index` sorts at once (48-64 MiB of sort keys and order).
 INVERT_CHUNK_ENTRIES = 1 << 22
 
 
@@ -55,7 +55,7 @@ def invert_index(
     ``j``'s group starts. Targets outside ``[0, n)`` sort before offset 0 or after offset ``n``, so no
     target sees them.
 
-    The sort's 64-bit keys and order take 4x ``src``'s memory, so groups are sorted a few at a time
+    The sort's keys and 64-bit order take 3-4x ``src``'s memory, so groups are sorted a few at a time
     (about ``chunk_entries`` entries; at least one group). For a Sparsifiner layer at 800x1333 (6
     groups of 4200 x 1051 entries; the H200 suite measured 729 MiB for the op's fwd+bwd) this halves
     the peak on CPU: 510 -> 257 MiB above the input.
@@ -152,7 +152,8 @@ def _plain_eager(args: tuple) -> bool:
         or torch._C._functorch.peek_interpreter_stack() is not None
     ):
         return False
-    return all(type(a) is torch.Tensor for a in args if isinstance(a, torch.Tensor))
+    # Parameters too (their __torch_function__ is disabled): contmix takes its bias tables as such.
+    return all(type(a) in (torch.Tensor, torch.nn.Parameter) for a in args if isinstance(a, torch.Tensor))
 
 
 def _eager_function(
@@ -169,7 +170,10 @@ def _eager_function(
     def bwd(ctx, grad_out, *_residual_grads):
         return _input_grads(backward, ctx, grad_out)
 
-    body = {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "__doc__": f"Eager {name}."}
+    # once_differentiable: the launchers' gradients have no graph, so a double backward must raise (as
+    # it does through the registered op, which has no backward of its backward), not drop terms.
+    backward_fn = torch.autograd.function.once_differentiable(bwd)
+    body = {"forward": staticmethod(fwd), "backward": staticmethod(backward_fn), "__doc__": f"Eager {name}."}
     return type(f"Eager_{name}", (torch.autograd.Function,), body)
 
 
