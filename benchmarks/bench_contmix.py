@@ -28,10 +28,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-import time
 from collections.abc import Callable
 
 import torch
+from suite.timing import measure as time_call
 
 from attnzoo.kernels import use_kernels
 from attnzoo.kernels.contmix import contmix, contmix_reference
@@ -109,7 +109,6 @@ IMPLS: dict[str, Callable] = {
 def measure(fn, inputs, backward: bool, reps: int) -> tuple[float, float]:
     """(median ms, peak MiB above the inputs; nan off CUDA) over ``reps`` runs after two warm-ups."""
     inputs = [t.detach().requires_grad_(backward) for t in inputs]
-    cuda = inputs[0].is_cuda
     grad = torch.randn(inputs[0].shape[:-1] + inputs[4].shape[-1:], device=inputs[0].device).to(
         inputs[0].dtype
     )
@@ -120,27 +119,8 @@ def measure(fn, inputs, backward: bool, reps: int) -> tuple[float, float]:
             if backward:
                 torch.autograd.grad(out, inputs, grad)
 
-    for _ in range(2):
-        once()
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(reps):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            once()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            once()
-            times.append((time.perf_counter() - t0) * 1e3)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else float("nan")
-    return sorted(times)[len(times) // 2], peak
+    ms, peak = time_call(once, inputs[0].device, reps, warmup=2)
+    return ms, float("nan") if peak is None else peak
 
 
 def agreement(inputs) -> float:

@@ -28,11 +28,11 @@ import argparse
 import datetime
 import importlib.util
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from suite.timing import measure as time_call
 
 from attnzoo.kernels import use_kernels
 from attnzoo.kernels.linear_attention import linear_attention, linear_attention_reference
@@ -94,7 +94,6 @@ if importlib.util.find_spec("fla") is not None:
 def measure(fn, kind, inputs, backward: bool, reps: int) -> tuple[float, float]:
     """(median ms, peak MiB above the inputs; nan off CUDA) over ``reps`` runs after two warm-ups."""
     inputs = [t.detach().requires_grad_(backward) for t in inputs]
-    cuda = inputs[0].is_cuda
     grad = torch.randn(inputs[2].shape, device=inputs[0].device).to(inputs[0].dtype)
 
     def once():
@@ -103,27 +102,8 @@ def measure(fn, kind, inputs, backward: bool, reps: int) -> tuple[float, float]:
             if backward:
                 torch.autograd.grad(out, inputs, grad, allow_unused=True)
 
-    for _ in range(2):
-        once()
-    if cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(reps):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            once()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            once()
-            times.append((time.perf_counter() - t0) * 1e3)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else float("nan")
-    return sorted(times)[len(times) // 2], peak
+    ms, peak = time_call(once, inputs[0].device, reps, warmup=2)
+    return ms, float("nan") if peak is None else peak
 
 
 def agreement(kind: str, inputs: list[torch.Tensor]) -> float:

@@ -103,7 +103,9 @@ def use_triton(*tensors: torch.Tensor, supported: bool = True, op: str = "an att
                 f"{op}: kernel backend 'triton' was forced for a shape or dtype the kernel does not support"
             )
         if not triton_interpreter() and not all(t.is_cuda for t in tensors):
-            raise RuntimeError("kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+            raise RuntimeError(
+                f"{op}: kernel backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)"
+            )
         return True
     if not all(t.is_cuda for t in tensors) or graph_capture():
         return False

@@ -30,10 +30,10 @@ def split_tokens(slices: int, n: int, token_tile: int, budget: Mapping[str, int]
     sized so that ``slices * chunks`` nears ``budget["programs"]``; ``"max_chunk"`` caps a chunk's
     tokens and ``"max_chunks"`` a slice's programs, where the budget names them.
     """
-    chunk = max(budget["min_chunk"], next_pow2(-(-slices * n // budget["programs"])))
+    chunk = max(budget["min_chunk"], next_pow2(cdiv(slices * n, budget["programs"])))
     if "max_chunk" in budget:
         chunk = min(chunk, budget["max_chunk"])
     if "max_chunks" in budget:
-        chunk = max(chunk, next_pow2(-(-n // budget["max_chunks"])))
+        chunk = max(chunk, next_pow2(cdiv(n, budget["max_chunks"])))
     chunk = max(token_tile, chunk)
-    return chunk, max(1, -(-n // chunk))
+    return chunk, max(1, cdiv(n, chunk))

@@ -33,7 +33,7 @@ GATHER_WARPS_STAGES: tuple[tuple[int, int], ...] = ((1, 3), (1, 2), (2, 2), (2, 
 # key tiles in shared memory (over the 227 KiB of an H200 at G = 4 in fp32). No 8 warps either: on an
 # H200 (triton 3.6, 2026-11-26) KArAt's forward / dQ kernels at 8 warps and one stage hit an illegal
 # memory access (8x3x197x64 and 2x3x4150x64, bf16 and fp32), while 2 and 4 warps ran clean on the same
-# problems (.devrun-style probe, CUDA_LAUNCH_BLOCKING=1, one process per config).
+# problems (a probe with CUDA_LAUNCH_BLOCKING=1, one process per config).
 ONE_STAGE: tuple[tuple[int, int], ...] = ((4, 1), (2, 1))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attnzoo.kernels.common.chunks import next_pow2
+from attnzoo.kernels.common.chunks import cdiv, next_pow2
 from attnzoo.kernels.common.host import run_op
 from attnzoo.kernels.contmix.reference import check_shapes, contmix_reference
 from attnzoo.kernels.dispatch import triton_available, triton_interpreter, use_triton
@@ -67,7 +67,7 @@ def rows_per_step(k: int, lanes: int, window: int) -> tuple[int, int]:
     rows = 1
     while rows < k and max(16, next_pow2((rows + 1) * lanes)) <= window:
         rows += 1
-    rows = -(-k // -(-k // rows))
+    rows = cdiv(k, cdiv(k, rows))
     return rows, max(16, next_pow2(rows * lanes))
 
 
@@ -81,7 +81,6 @@ def candidates(size: int, k: int) -> int:
 if triton_available():
     from torch.library import wrap_triton
 
-    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, pow2, precision
     from attnzoo.kernels.contmix.kernels import (
         contmix_bwd_dq_kernel,

@@ -44,6 +44,7 @@ def halo_attention(
 if triton_available():
     from torch.library import wrap_triton
 
+    from attnzoo.kernels.common.chunks import cdiv
     from attnzoo.kernels.common.host import define_op, pow2, precision
     from attnzoo.kernels.halo_attention import kernels
 
@@ -55,7 +56,7 @@ if triton_available():
         the larger on a tie (fewer steps); a window of at most 32 keys is one chunk."""
         if n <= 32:
             return pow2(n)
-        return min((64, 32), key=lambda ck: -(-n // ck) * ck)
+        return min((64, 32), key=lambda ck: cdiv(n, ck) * ck)
 
     def _window_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, block_kv: int, win: int) -> dict:
         return dict(
@@ -72,7 +73,7 @@ if triton_available():
     def _dkv_meta(q: torch.Tensor, v: torch.Tensor, block_q: int, block_kv: int, win: int) -> dict:
         """A key tile is seen by ``nb * nb`` query blocks (``nb = cdiv(win, block_kv)``); small query
         blocks (stride 2: 16 queries) are stacked ``qpb`` per step so each dot has ~64 rows."""
-        nb = -(-win // block_kv)
+        nb = cdiv(win, block_kv)
         qpb = max(1, min(nb * nb, _DKV_QUERY_ROWS // (block_q * block_q)))
         return dict(
             BLOCK_Q=block_q,
@@ -128,7 +129,7 @@ if triton_available():
         bh, hq, wq, dqk = q.shape
         _, hk, wk, dv = v.shape
         nbh, nbw = hq // block_q, wq // block_q
-        ntw = -(-wk // block_kv)
+        ntw = cdiv(wk, block_kv)
         grad_out = grad_out.contiguous()
         dq = torch.empty_like(q)
         dk = torch.empty_like(k)
@@ -141,7 +142,7 @@ if triton_available():
             scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
             BW=pow2(win), **_window_meta(q, v, block_q, block_kv, win),
         )  # fmt: skip
-        wrap_triton(kernels.halo_bwd_dkv_kernel)[(-(-hk // block_kv) * ntw, bh)](
+        wrap_triton(kernels.halo_bwd_dkv_kernel)[(cdiv(hk, block_kv) * ntw, bh)](
             q, k, v, qrh, qrw, lse, grad_out, delta, dk, dvv,
             scale, nbh, nbw, ntw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
             **_dkv_meta(q, v, block_q, block_kv, win),
