@@ -3,8 +3,9 @@ once per config, with the op's tuned kernels held to that config.
 
 On a GPU the autotuner keeps whichever config is fastest there, so any of them may run for a user,
 while the battery (run with ``ATTNZOO_AUTOTUNE=0``) meets only the first. Configs differ only in warps
-and pipeline stages, which the CPU interpreter ignores: CUDA only. Such a check found that KArAt's
-8-warp config faults on an H200 (triton 3.6), which is why KArAt tunes 4 and 2 warps only.
+and pipeline stages, which the CPU interpreter ignores: CUDA only. On an H200 (triton 3.6) such checks
+found that KArAt's 8-warp config faults and that linear attention's 8-warp configs return a wrong dV
+in 16 bits, which is why neither tunes 8 warps (``common.tuning``).
 """
 
 from __future__ import annotations

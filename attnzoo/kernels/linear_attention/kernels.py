@@ -25,7 +25,7 @@ from attnzoo.kernels.common.linear_reduce import (
     weighted_row_sum,
 )
 from attnzoo.kernels.common.tiles import load_tile, store_tile, token_tiles
-from attnzoo.kernels.common.tuning import autotune
+from attnzoo.kernels.common.tuning import FOUR_WARPS_AT_MOST, autotune
 
 
 @triton.jit
@@ -36,7 +36,7 @@ def _coefficients(z, c_scale, eps, MALA: tl.constexpr):
     return c_scale + 0.0 * z, 1.0 - z
 
 
-@autotune(key=["N", "D", "DV", "CHUNK"])
+@autotune(key=["N", "D", "DV", "CHUNK"], warps_stages=FOUR_WARPS_AT_MOST)
 @triton.jit
 def reduce_kernel(
     K, V, ZK, P, N, D, DV, CHUNK, NCHUNK, f_a, f_b,
@@ -63,7 +63,7 @@ def reduce_kernel(
     store_packed(P, s * NCHUNK + chunk, D, DV, BD, BDV, kv, k_sum, v_sum)
 
 
-@autotune(key=["NCHUNK", "D", "DV"])
+@autotune(key=["NCHUNK", "D", "DV"], warps_stages=FOUR_WARPS_AT_MOST)
 @triton.jit
 def finish_kernel(P, OUT, NCHUNK, D, DV, f_a, f_b, BW: tl.constexpr):
     """Columns ``program_id(0) * BW ..`` of slice ``program_id(1)``'s packed row: the sum of its
@@ -77,7 +77,7 @@ def finish_kernel(P, OUT, NCHUNK, D, DV, f_a, f_b, BW: tl.constexpr):
     tl.store(OUT + s * W + cols, acc * factor, mask=mask)
 
 
-@autotune(key=["N", "D", "DV"])
+@autotune(key=["N", "D", "DV"], warps_stages=FOUR_WARPS_AT_MOST)
 @triton.jit
 def output_kernel(
     Q, ZQ, STATS, O, N, D, DV, scale, c_scale, eps,
@@ -94,7 +94,7 @@ def output_kernel(
     store_tile(O, rows, mask, DV, BDV, out)
 
 
-@autotune(key=["N", "D", "DV", "CHUNK"])
+@autotune(key=["N", "D", "DV", "CHUNK"], warps_stages=FOUR_WARPS_AT_MOST)
 @triton.jit
 def query_grad_kernel(
     Q, ZQ, DO, STATS, DQ, DZQ, P, N, D, DV, CHUNK, NCHUNK, scale, c_scale, eps, f_a, f_b,
@@ -138,7 +138,7 @@ def query_grad_kernel(
     store_packed(P, s * NCHUNK + chunk, D, DV, BD, BDV, dkv, dm, dv_bar)
 
 
-@autotune(key=["N", "D", "DV"])
+@autotune(key=["N", "D", "DV"], warps_stages=FOUR_WARPS_AT_MOST)
 @triton.jit
 def key_grad_kernel(
     K, V, GSTATS, DK, DVV, DZK, N, D, DV,
