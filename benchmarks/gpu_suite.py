@@ -23,7 +23,8 @@ Numbers: kernel times are medians over CUDA events of one synchronised call afte
 dominates at small shapes; GPU ms is the summed duration of the device activities (kernels, copies,
 memsets) one call runs, from the profiler, and TFLOP/s and GB/s are taken from it (from the wall time
 where there is none: the CPU); kernel memory is the peak above what was allocated before the timed calls;
-model memory is the peak of the timed steps (weights, optimiser state, activations). FLOPs are
+model memory is the peak of the timed steps (weights, optimiser state, activations), and each model's
+first step is timed apart, with the compile-cache hits and misses it caused. FLOPs are
 ``torch.utils.flop_counter`` counts (matmul / conv / SDPA) of the same call on the torch reference
 path (halo attention: the whole layer, projections included); bytes are the minimum traffic (fwd:
 inputs + output; fwd+bwd adds grad-out, inputs and grad-inputs). Peaks come from :data:`PEAKS` by

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.py"
@@ -51,6 +52,7 @@ def test_json_holds_run_facts_and_rows(quick_run):
     (model,) = [r for r in rows if r["kind"] == "model"]
     assert model["status"] == "anchor missing" and model["anchor_img_s"] is None
     assert model["ours_img_s"] > 0 and model["model"] == "infvit_linear_4l" and model["backend"] == "torch"
+    assert model["ours_first_step"]["first_step_s"] > 0 and model["ours_first_step"]["compile_cache"] == {}
     kernels = [r for r in rows if r["kind"] == "kernel"]
     assert {r["op"] for r in kernels} == {"infsa_linear", "bilevel_routing_attention"}
     assert {r["pass"] for r in kernels} == {"fwd", "fwd+bwd"}
@@ -66,7 +68,7 @@ def test_json_holds_run_facts_and_rows(quick_run):
 def test_table_is_well_formed(quick_run):
     data, stdout, _ = quick_run
     lines = [line for line in stdout.splitlines() if line.startswith("|")]
-    model_lines = [line for line in lines if line.count("|") == 10]
+    model_lines = [line for line in lines if line.count("|") == 11]
     kernel_lines = [line for line in lines if line.count("|") == 16]
     assert len(model_lines) + len(kernel_lines) == len(lines)
     assert len(model_lines) == 2 + 1  # header, rule, one model row
@@ -87,6 +89,27 @@ def test_table_of_a_saved_run(quick_run):
     assert proc.stdout.startswith(f"{path.name}:\n")
     tables = [line for line in stdout.splitlines() if line.startswith("|")]
     assert tables and [line for line in proc.stdout.splitlines() if line.startswith("|")] == tables
+
+
+def test_first_call_reports_compile_cache_events(monkeypatch, tmp_path):
+    """A compiled function's first call misses an empty Inductor cache; the same graph compiled again
+    (a new process would do the same) hits it, and the row says which happened."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        timing = importlib.import_module("suite.timing")
+    finally:
+        sys.path.remove(str(SUITE.parent))
+    x = torch.randn(8)
+    cpu = torch.device("cpu")
+    try:
+        cold = timing.first_call(lambda: torch.compile(lambda t: (t * 2 + 1).sin().sum())(x), cpu)
+        warm = timing.first_call(lambda: torch.compile(lambda t: (t * 2 + 1).sin().sum())(x), cpu)
+    finally:
+        torch._dynamo.reset()
+    assert cold["first_step_s"] > 0 and cold["compile_cache"]["inductor.fxgraph_cache_miss"] == 1
+    assert warm["compile_cache"]["inductor.fxgraph_cache_hit"] == 1
+    assert not any(key.endswith("_miss") for key in warm["compile_cache"])
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import attnzoo.kernels
 from attnzoo.zoo.bench import KernelRecorder
 from suite.records import rnd, why
 from suite.settings import BF16, QUICK, Settings
-from suite.timing import free_memory, measure
+from suite.timing import first_call, free_memory, measure
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,11 @@ def images_per_s(
     compiled: bool,
     device: torch.device,
     s: Settings,
-) -> tuple[float, float | None, str]:
-    """(images/s, peak MiB of the timed steps, kernels) of training steps (SGD) or inference, bf16
-    autocast on CUDA (fp32 on the CPU, where bf16 autocast is slower than fp32 and only the code path
-    is checked). Kernels: the attnzoo Triton ops one eager step ran ('torch' for none)."""
+) -> tuple[float, float | None, str, dict]:
+    """(images/s, peak MiB of the timed steps, kernels, first step) of training steps (SGD) or
+    inference, bf16 autocast on CUDA (fp32 on the CPU, where bf16 autocast is slower than fp32 and only
+    the code path is checked). Kernels: the attnzoo Triton ops an eager step ran ('torch' for none);
+    first step: :func:`~suite.timing.first_call`'s seconds and compile-cache events."""
     memory_format = torch.channels_last if pair.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format).train(train)
     x = torch.randn(s.model_batch, 3, size, size, device=device)
@@ -96,14 +97,12 @@ def images_per_s(
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    kernels = "torch.compile"
-    if not compiled:  # one more warm-up step, recording which attnzoo Triton ops run
-        with KernelRecorder() as recorder:
-            step()
-        kernels = recorder.describe()
+    with KernelRecorder() as recorder:  # the first step, timed apart: compile / autotune happen here
+        first = first_call(step, device)
+    kernels = "torch.compile" if compiled else recorder.describe()
     ms, _ = measure(step, device, s.iters, s.warmup)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return s.model_batch * 1e3 / ms, peak, kernels
+    return s.model_batch * 1e3 / ms, peak, kernels, first
 
 
 def model_row(pair: Pair, train: bool, compiled: bool, device: torch.device, s: Settings) -> Iterator[dict]:
@@ -126,14 +125,14 @@ def model_row(pair: Pair, train: bool, compiled: bool, device: torch.device, s: 
         "anchor_mib": None,
         "status": missing or "ok",
     }
-    ours_rate, peak, kernels = images_per_s(ours, pair, size, train, compiled, device, s)
-    row.update(ours_img_s=rnd(ours_rate, 1), ours_mib=rnd(peak, 1), backend=kernels)
+    ours_rate, peak, kernels, first = images_per_s(ours, pair, size, train, compiled, device, s)
+    row.update(ours_img_s=rnd(ours_rate, 1), ours_mib=rnd(peak, 1), backend=kernels, ours_first_step=first)
     del ours
     free_memory(device)
     if anchor is not None:
         try:
-            rate, peak, _ = images_per_s(anchor, pair, size, train, compiled, device, s)
-            row.update(anchor_img_s=rnd(rate, 1), anchor_mib=rnd(peak, 1))
+            rate, peak, _, first = images_per_s(anchor, pair, size, train, compiled, device, s)
+            row.update(anchor_img_s=rnd(rate, 1), anchor_mib=rnd(peak, 1), anchor_first_step=first)
             row["ratio"] = rnd(ours_rate / rate)
         except Exception as err:  # noqa: BLE001  (recorded: the anchor failed, ours still counts)
             row["status"] = f"anchor error: {why(err)}"

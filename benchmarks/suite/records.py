@@ -56,6 +56,16 @@ def _pct(value: float | None, pct: float | None, spec: str) -> str:
     return "-" if value is None else f"{value:{spec}}" + (f" ({pct:.1f}%)" if pct is not None else "")
 
 
+def _first_step(row: dict[str, Any], side: str) -> str:
+    """A side's first-step seconds, with the compile-cache misses it caused (runs before the first-step
+    column have none: '-')."""
+    first = row.get(f"{side}_first_step")
+    if not first:
+        return "-"
+    misses = sum(n for key, n in first["compile_cache"].items() if key.endswith(("_miss", "_bypass")))
+    return f"{first['first_step_s']:.1f}" + (f" ({misses} cache misses)" if misses else "")
+
+
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """The README tables: model rows, kernel rows, then what was skipped."""
     m = meta
@@ -63,14 +73,15 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"{m['device']}, torch {m['torch']}, triton {m['triton']}, timm {m['timm']}, {m['date']}",
         "",
         "| model | anchor | mode | ours kernels | ours img/s | anchor img/s | ratio | peak MiB ours / anchor "
-        "| status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| first step s ours / anchor | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r["kind"] == "model"):
         lines.append(
             f"| {r['model']} | {r['anchor']} | {r['mode']} | {r['backend']} | {_fmt(r['ours_img_s'], '.1f')} "
             f"| {_fmt(r['anchor_img_s'], '.1f')} | {_fmt(r['ratio'])} "
-            f"| {_fmt(r['ours_mib'], '.0f')} / {_fmt(r['anchor_mib'], '.0f')} | {r['status']} |"
+            f"| {_fmt(r['ours_mib'], '.0f')} / {_fmt(r['anchor_mib'], '.0f')} "
+            f"| {_first_step(r, 'ours')} / {_first_step(r, 'anchor')} | {r['status']} |"
         )
     lines += [
         "",

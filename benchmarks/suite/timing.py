@@ -17,6 +17,33 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def compile_cache_counts() -> dict[str, int]:
+    """This process's compile-cache events so far: Inductor's FX-graph cache and AOTAutograd's cache
+    (``inductor.fxgraph_cache_hit``, ``aot_autograd.autograd_cache_miss``, ``..._bypass``, ...)."""
+    from torch._dynamo.utils import counters
+
+    return {
+        f"{group}.{name}": count
+        for group in ("inductor", "aot_autograd")
+        for name, count in counters[group].items()
+        if "cache" in name
+    }
+
+
+def first_call(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
+    """Run ``fn`` once, synchronised: its wall seconds (where compiling and autotuning happen) and the
+    compile-cache events it caused, so a slow first step says whether it compiled from scratch."""
+    before = compile_cache_counts()
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    seconds = time.perf_counter() - start
+    after = compile_cache_counts()
+    events = {key: count - before.get(key, 0) for key, count in after.items() if count != before.get(key, 0)}
+    return {"first_step_s": round(seconds, 2), "compile_cache": events}
+
+
 def measure(
     fn: Callable[[], Any], device: torch.device, iters: int, warmup: int
 ) -> tuple[float, float | None]:
