@@ -112,6 +112,26 @@ def test_first_call_reports_compile_cache_events(monkeypatch, tmp_path):
     assert not any(key.endswith("_miss") for key in warm["compile_cache"])
 
 
+def test_host_overhead_profiles_each_pass():
+    """benchmarks/host_overhead.py (a GPU probe) runs on the CPU with --quick: a heading and timings per
+    op and pass, each followed by cProfile's table."""
+    proc = subprocess.run(
+        [sys.executable, str(SUITE.parent / "host_overhead.py"), "--quick", "--ops", "infsa_pure"]
+        + ["--calls", "2", "--top", "4"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""),
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = proc.stdout.split("\n## ")[1:]
+    assert [b.split(" (")[0] for b in blocks] == ["infsa_pure @32 bf16 fwd", "infsa_pure @32 bf16 fwd+bwd"]
+    for block in blocks:
+        assert "torch (reference)" in block and "wall " in block and "issue " in block
+        assert "ncalls  tottime" in block and "reference.py" in block
+
+
 @pytest.fixture(scope="module")
 def runner():
     sys.path.insert(0, str(SUITE.parent))
