@@ -48,6 +48,9 @@ def test_json_holds_run_facts_and_rows(quick_run):
         assert key in meta
     assert meta["device"] == "cpu" and meta["peaks"] is None and meta["quick"] is True
     assert meta["warm_workers"] == 2 and meta["warm_up_s"] > 0 and meta["warm_up_failed"] == []
+    # every task that ran has its seconds (the compile task is skipped under --quick: none)
+    ran = {r["task"] for r in data["rows"] if r["kind"] != "skipped"}
+    assert set(meta["task_s"]) == ran and all(s >= 0 for s in meta["task_s"].values())
     rows = data["rows"]
     (model,) = [r for r in rows if r["kind"] == "model"]
     assert model["status"] == "anchor missing" and model["anchor_img_s"] is None

@@ -87,6 +87,8 @@ def execute(tasks: list[Task], results: Results, budget: Budget, min_task_s: flo
             if cuda_lost():
                 lost = task.name
         now = time.monotonic()
+        results.meta.setdefault("task_s", {})[task.name] = round(now - start, 1)  # to size later runs
+        results.write()
         print(f"[{now - budget.start:6.1f}s] {task.phase}: {task.name} ({now - start:.1f}s)")
         sys.stdout.flush()
 
