@@ -16,7 +16,9 @@ start or finish is recorded as skipped):
    the same weights; the official BiFormer gather formulation; SDPA for InfSA / linear / top-k
    attention). HaloNet runs at the nearest multiple of 256 (224 -> 256, 800x1333 -> 768x1280), the
    sizes at which timm's HaloAttn (whole blocks only) runs;
-4. torch.compile'd models (ours and anchor), then FlexAttention (compiled) for bi-level routing.
+4. the issue's other shapes: halo attention at az_halonet_h0's stages (many narrow heads) and InfSA at
+   16385 tokens (ViT-B's 12 heads; q, k, v drawn at random);
+5. torch.compile'd models (ours and anchor), then FlexAttention (compiled) for bi-level routing.
 
 Numbers: kernel times are medians over CUDA events of one synchronised call after two warm-up calls
 (Triton compile and autotune happen there): wall time, host work between launches included, which
@@ -67,7 +69,7 @@ from attnzoo.kernels.registry import KERNELS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anchors  # noqa: E402
-from suite.kernel_rows import OP_MODELS, OP_ORDER, Case, capture, kernel_rows, op_size  # noqa: E402
+from suite.kernel_rows import OP_MODELS, OP_ORDER, Case, capture, kernel_rows, op_size, redrawn  # noqa: E402
 from suite.model_rows import PAIRS, model_row  # noqa: E402
 from suite.records import Results, markdown, rnd, slug  # noqa: E402
 from suite.runner import Budget, Task, claimed, execute, warm_up  # noqa: E402
@@ -139,6 +141,7 @@ def plan(device: torch.device, s: Settings, peaks) -> list[Task]:
                         )
                 else:
                     tasks.append(Task(f"kernels {label}", name, run))
+    tasks += extra_kernel_tasks(device, s, peaks)
     for pair in PAIRS:
         for train in (False, True):
             mode = "train" if train else "infer"
@@ -155,6 +158,36 @@ def plan(device: torch.device, s: Settings, peaks) -> list[Task]:
 
     tasks.append(Task("compile", f"{op} @{label} bf16 vs flex_attention", flex if s.compile else None))
     return tasks
+
+
+def extra_kernel_tasks(device: torch.device, s: Settings, peaks) -> list[Task]:
+    """The shapes the issue names beyond each family's smallest model: halo attention at
+    az_halonet_h0's stages (many narrow heads), and InfSA at 16385 tokens (:attr:`Settings.long_tokens`,
+    ViT-B's heads at a 2048 input), bf16 then fp32 for halo, bf16 for InfSA (as the H100 baseline)."""
+    label, size, batch = s.sizes[0]
+    halo_size = op_size("halo_attention", size, s.halo_multiple)
+
+    def halo_h0(dtype: torch.dtype) -> Iterator[dict]:
+        for case in capture("halo_attention", halo_size, batch, device, model="az_halonet_h0"):
+            yield from kernel_rows(case, dtype, device, s, peaks)
+
+    def long_infsa(op: str) -> Iterator[dict]:
+        first = capture(op, size, 1, device)[0]
+        yield from kernel_rows(redrawn(first, *s.long_tokens), BF16, device, s, peaks)
+
+    tasks = [
+        Task(
+            "kernels extra",
+            f"halo_attention @{label} {DTYPE_NAMES[dtype]} az_halonet_h0",
+            _bind(halo_h0, dtype),
+        )
+        for dtype in (BF16, FP32)
+    ]
+    tokens = s.long_tokens[-1]
+    return tasks + [
+        Task("kernels extra", f"{op} @{tokens} tokens bf16", _bind(long_infsa, op))
+        for op in ("infsa_pure", "infsa_linear")
+    ]
 
 
 def _bind(fn: Callable[..., Iterator[dict]], *args: Any) -> Callable[[], Iterator[dict]]:

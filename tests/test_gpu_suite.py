@@ -17,8 +17,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "benchmarks" / "gpu_suite.py"
 # a model pair whose anchor is official code (missing here; "infer" also selects its compile task, skipped
-# under --quick) and two kernel tasks
-ONLY = ("infvit_linear_4l infer", "infsa_linear @32 fp32", "bilevel_routing_attention @32 fp32")
+# under --quick), two kernel tasks and the long-sequence one (q, k, v redrawn at 65 tokens under --quick)
+ONLY = (
+    "infvit_linear_4l infer",
+    "infsa_linear @32 fp32",
+    "bilevel_routing_attention @32 fp32",
+    "infsa_linear @65 tokens",
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +64,11 @@ def test_json_holds_run_facts_and_rows(quick_run):
     kernels = [r for r in rows if r["kind"] == "kernel"]
     assert {r["op"] for r in kernels} == {"infsa_linear", "bilevel_routing_attention"}
     assert {r["pass"] for r in kernels} == {"fwd", "fwd+bwd"}
+    long = [r for r in kernels if r["input"] == "65 tokens"]
+    assert len(long) == 2 and long[0]["shape"].startswith("1x2x65x64, 1x2x65x64, 1x2x65x64")
     for r in kernels:
-        assert r["backend"] == "torch (reference)" and r["dtype"] == "fp32" and r["ours_ms"] > 0
+        assert r["backend"] == "torch (reference)" and r["ours_ms"] > 0
+        assert r["dtype"] == ("bf16" if r in long else "fp32")
         assert r["flops"] and r["bytes"] > 0 and r["pct_peak_tflops"] is None
         assert r["status"] == "ok" and r["anchor_ms"] > 0 and r["speedup"] > 0
         assert r["ours_gpu_ms"] is None and r["gpu_speedup"] is None  # no device events on the CPU

@@ -7,7 +7,7 @@ import copy
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import bench_bilevel_routing
@@ -128,9 +128,12 @@ def op_size(op: str, size: tuple[int, int], multiple: int) -> tuple[int, int]:
     return tuple(max(1, round(side / multiple)) * multiple for side in size)
 
 
-def capture(op: str, size: tuple[int, int], batch: int, device: torch.device) -> list[Case]:
-    """The distinct calls of ``op`` in one forward of its model at ``size`` (torch path, fp32)."""
-    name = OP_MODELS[op]
+def capture(
+    op: str, size: tuple[int, int], batch: int, device: torch.device, model: str | None = None
+) -> list[Case]:
+    """The distinct calls of ``op`` in one forward of ``model`` (default: its family's, :data:`OP_MODELS`)
+    at ``size`` (torch path, fp32)."""
+    name = model or OP_MODELS[op]
     torch.manual_seed(0)
     model = timm.create_model(name).to(device).eval()
     x = torch.randn(batch, 3, *size, device=device)
@@ -159,6 +162,21 @@ def capture(op: str, size: tuple[int, int], batch: int, device: torch.device) ->
         layer = copy.deepcopy(layers[key]) if key in layers else None
         cases.append(Case(op, name, label, args, kwargs, count, layer, shape))
     return cases
+
+
+def redrawn(case: Case, batch: int, heads: int, tokens: int) -> Case:
+    """``case`` with its ``[B, H, N, D]`` tensors drawn again at another batch, head count and token
+    count (other arguments kept): a sequence length no model of the zoo reaches at its own inputs."""
+
+    def redraw(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() != 4:
+            return t
+        return torch.randn(batch, heads, tokens, t.shape[-1], device=t.device, dtype=t.dtype)
+
+    args, kwargs = _map(case.args, redraw), _map(case.kwargs, redraw)
+    shape = ", ".join("x".join(map(str, t.shape)) or "scalar" for t in _tensors((args, kwargs)))
+    model, label = f"{case.model} (q, k, v redrawn)", f"{tokens} tokens"
+    return replace(case, model=model, size=label, args=args, kwargs=kwargs, calls=1, shape=shape)
 
 
 def _named(case: Case, args: tuple, kwargs: dict) -> dict[str, Any]:

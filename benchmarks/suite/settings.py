@@ -37,10 +37,12 @@ class Settings:
     warmup: int
     compile: bool
     split_cases: int = 0  # > 0: a task per case of each kernel task (its first split_cases cases)
+    # The long-sequence InfSA case: (batch, heads, tokens), ViT-B's 12 heads at a 2048 input (16385 tokens).
+    long_tokens: tuple[int, int, int] = (1, 12, 16385)
 
 
 FULL = Settings((("224", (224, 224), 8), ("800x1333", (800, 1333), 2)), 256, 64, 10, 2, True)
-QUICK = Settings((("32", (32, 32), 1), ("40x56", (40, 56), 1)), 128, 1, 1, 1, False)
+QUICK = Settings((("32", (32, 32), 1), ("40x56", (40, 56), 1)), 128, 1, 1, 1, False, long_tokens=(1, 2, 65))
 
 
 # A warm-up worker's run: every call once, to compile it; an op's shapes are separate tasks (no op has
