@@ -41,9 +41,12 @@ This file plans the run and parses the command line; the pieces live in ``benchm
 (settings, timing, kernel rows, model rows, the runner and warm-up, the results file and tables).
 
 Results: ``<out>/<gpu-name-slug>-<YYYY-MM-DD>.json``, rewritten after every row; the Markdown table
-is printed at the end (``--table JSON ...`` prints it again from saved files). ``--quick``: tiny
-shapes and one iteration, so it runs on the CPU too (the ops then run their torch reference: each row
-names its backend); compile rows are skipped there.
+is printed at the end (``--table JSON ...`` prints it again from saved files). ``--resume JSON`` goes
+on with a run that a time limit cut short (a device call of at most 10 minutes): it keeps the rows of
+the tasks that run finished, runs the others, and writes ``<out>/<that file's name>`` with both and
+the earlier sittings in ``meta.earlier_sittings``; a file from another GPU or other versions is refused.
+``--quick``: tiny shapes and one iteration, so it runs on the CPU too (the ops then run their torch
+reference: each row names its backend); compile rows are skipped there.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import anchors  # noqa: E402
 from suite.kernel_rows import OP_MODELS, OP_ORDER, Case, capture, kernel_rows, op_size, redrawn  # noqa: E402
 from suite.model_rows import PAIRS, model_row  # noqa: E402
-from suite.records import Results, markdown, rnd, slug  # noqa: E402
+from suite.records import Results, markdown, resumed, rnd, slug  # noqa: E402
 from suite.runner import Budget, Task, claimed, execute, warm_up  # noqa: E402
 from suite.settings import BF16, DTYPE_NAMES, FP32, FULL, QUICK, WARM, Settings, device_peaks  # noqa: E402
 
@@ -218,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--table", type=Path, nargs="+", metavar="JSON", help="print saved runs' tables, run nothing"
     )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="JSON",
+        help="continue an earlier run (same GPU and versions): keep its finished tasks, run the rest; "
+        "writes --out/<its name>",
+    )
     args = parser.parse_args(argv)
     if args.table:
         for path in args.table:
@@ -238,12 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         torch._inductor.config.autotune_local_cache = False
     meta = dict(run_meta(device, args), warm_up_s=rnd(warm_s, 1), warm_workers=args.warm_workers)
     meta["warm_up_failed"] = warm_failed
+    rows, done = [], set()
+    if args.resume:  # a warm-up worker only leaves out the finished tasks; it writes its own file
+        meta, rows, done = resumed(args.resume, meta)
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    results = Results(args.out / f"{slug(meta['device'])}-{stamp}.json", meta, _T0)
+    if args.resume and not args.warm_claims:  # --out/<its name>: in place when --out holds it
+        path = args.out / args.resume.name
+    else:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        path, rows = args.out / f"{slug(meta['device'])}-{stamp}.json", []
+    results = Results(path, meta, _T0, rows)
     print(f"writing {results.path} (budget {args.budget_s:.0f} s)")
     budget = Budget(args.budget_s, args.reserve_s, _T0)
-    tasks = plan(device, settings, meta["peaks"])
+    tasks = [t for t in plan(device, settings, meta["peaks"]) if t.name not in done]
     if args.only:
         tasks = [t for t in tasks if any(text in t.name for text in args.only)]
     if args.skip:

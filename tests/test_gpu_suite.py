@@ -102,6 +102,36 @@ def test_table_of_a_saved_run(quick_run):
     assert tables and [line for line in proc.stdout.splitlines() if line.startswith("|")] == tables
 
 
+def test_resume_keeps_finished_tasks_and_runs_the_rest(quick_run, tmp_path):
+    """--resume: a second sitting writes into the first one's file, keeps the finished tasks' rows (not
+    re-run), runs what the first left out, and refuses a file from other versions."""
+    data, _, path = quick_run
+    saved = tmp_path / path.name
+    saved.write_text(path.read_text())
+    env = dict(os.environ, ATTNZOO_ANCHORS=str(tmp_path / "no-anchors"), CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, str(SUITE), "--quick", "--budget-s", "200", "--out", str(tmp_path)]
+    cmd += ["--resume", str(saved)]
+    proc = subprocess.run(
+        cmd + ["--only", *ONLY, "infsa_pure @32 fp32"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads(saved.read_text())
+    finished = [r for r in data["rows"] if r["kind"] != "skipped"]
+    assert resumed["rows"][: len(finished)] == finished  # kept as they were, not measured again
+    new = resumed["rows"][len(finished) :]
+    assert {r.get("op") for r in new if r["kind"] == "kernel"} == {"infsa_pure"}
+    assert [r["task"] for r in new if r["kind"] == "skipped"] == ["infvit_linear_4l infer compiled"]
+    assert [s["date"] for s in resumed["meta"]["earlier_sittings"]] == [data["meta"]["date"]]
+    assert set(resumed["meta"]["task_s"]) == set(data["meta"]["task_s"]) | {"infsa_pure @32 fp32"}
+
+    other = json.loads(saved.read_text())
+    other["meta"]["torch"] = "0.0"
+    saved.write_text(json.dumps(other))
+    proc = subprocess.run(cmd + ["--only", "infsa_pure @32 fp32"], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "not the same run (torch '0.0' != " in proc.stderr
+    assert json.loads(saved.read_text()) == other  # the refused file is left as it was
+
+
 def test_first_call_reports_compile_cache_events(monkeypatch, tmp_path):
     """A compiled function's first call misses an empty Inductor cache; the same graph compiled again
     (a new process would do the same) hits it, and the row says which happened."""

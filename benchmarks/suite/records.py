@@ -6,6 +6,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,10 @@ from typing import Any
 class Results:
     """The JSON file: run facts plus every row, rewritten (atomically) after each row."""
 
-    def __init__(self, path: Path, meta: dict[str, Any], start: float) -> None:
-        """``start``: ``time.monotonic()`` at process start, whence ``meta["elapsed_s"]`` counts."""
-        self.path, self.meta, self.rows, self.start = path, meta, [], start
+    def __init__(self, path: Path, meta: dict[str, Any], start: float, rows: Sequence[dict] = ()) -> None:
+        """``start``: ``time.monotonic()`` at process start, whence ``meta["elapsed_s"]`` counts;
+        ``rows``: an earlier sitting's finished rows (``--resume``)."""
+        self.path, self.meta, self.rows, self.start = path, meta, list(rows), start
         self.write()
 
     def add(self, row: dict[str, Any]) -> None:
@@ -27,6 +29,29 @@ class Results:
         tmp = self.path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"meta": self.meta, "rows": self.rows}, indent=1))
         os.replace(tmp, self.path)
+
+
+# What must match for a run to go on in the file of an earlier one (--resume).
+SAME_RUN_KEYS = ("device", "torch", "triton", "timm", "cuda", "quick", "anchor_commits")
+
+
+def resumed(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
+    """An earlier run's file continued by a run with ``meta``: (the meta to write: ``meta`` with the
+    earlier sittings and task seconds, the rows to keep, the tasks they finish). A task is finished
+    when it has rows and none says it was skipped, interrupted or failed; the others run again. A run
+    on another device or other versions may not go on in the same file."""
+    saved = json.loads(path.read_text())
+    old = saved["meta"]
+    differ = [key for key in SAME_RUN_KEYS if old.get(key) != meta.get(key)]
+    if differ:
+        pairs = ", ".join(f"{key} {old.get(key)!r} != {meta.get(key)!r}" for key in differ)
+        raise SystemExit(f"--resume {path}: not the same run ({pairs})")
+    unfinished = {row.get("task") for row in saved["rows"] if row["kind"] == "skipped"}
+    rows = [row for row in saved["rows"] if row.get("task") not in unfinished]
+    sitting = {key: old.get(key) for key in ("date", "budget_s", "elapsed_s", "warm_up_s", "warm_workers")}
+    merged = dict(meta, earlier_sittings=[*old.get("earlier_sittings", []), sitting])
+    merged["task_s"] = {name: s for name, s in old.get("task_s", {}).items() if name not in unfinished}
+    return merged, rows, {row["task"] for row in rows}
 
 
 def slug(text: str) -> str:

@@ -128,6 +128,7 @@ def warm_up(script: Path, args: argparse.Namespace, seconds: float) -> tuple[flo
     start = time.monotonic()
     n = args.warm_workers
     filters = [*(["--only", *args.only] if args.only else []), *(["--skip", *args.skip] if args.skip else [])]
+    filters += ["--resume", str(args.resume)] if args.resume else []
     env = dict(os.environ, ATTNZOO_AUTOTUNE="compile")
     with tempfile.TemporaryDirectory() as tmp:
         procs = []
