@@ -132,15 +132,19 @@ def test_resume_keeps_finished_tasks_and_runs_the_rest(quick_run, tmp_path):
     assert json.loads(saved.read_text()) == other  # the refused file is left as it was
 
 
+def _suite_module(name: str):
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        return importlib.import_module(f"suite.{name}")
+    finally:
+        sys.path.remove(str(SUITE.parent))
+
+
 def test_first_call_reports_compile_cache_events(monkeypatch, tmp_path):
     """A compiled function's first call misses an empty Inductor cache; the same graph compiled again
     (a new process would do the same) hits it, and the row says which happened."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
-    sys.path.insert(0, str(SUITE.parent))
-    try:
-        timing = importlib.import_module("suite.timing")
-    finally:
-        sys.path.remove(str(SUITE.parent))
+    timing = _suite_module("timing")
     x = torch.randn(8)
     cpu = torch.device("cpu")
     try:
@@ -171,6 +175,28 @@ def test_host_overhead_profiles_each_pass():
     for block in blocks:
         assert "torch (reference)" in block and "wall " in block and "issue " in block
         assert "ncalls  tottime" in block and "reference.py" in block
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_model_first_step_is_where_compiling_happens(compiled, monkeypatch, tmp_path):
+    """A model row's first step is timed apart; compiled, it is the step that compiles (an empty cache
+    misses), not an eager step under the kernel recorder's dispatch mode, which torch.compile skips."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    model_rows, settings = _suite_module("model_rows"), _suite_module("settings")
+    pair = model_rows.Pair("tiny", "none", lambda size: None)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 1000))
+    try:
+        rate, _, kernels, first = model_rows.images_per_s(
+            model, pair, 8, True, compiled, torch.device("cpu"), settings.QUICK
+        )
+    finally:
+        torch._dynamo.reset()
+    assert rate > 0 and first["first_step_s"] > 0
+    misses = {key for key, n in first["compile_cache"].items() if key.endswith("_miss") and n}
+    if compiled:
+        assert kernels == "torch.compile" and "inductor.fxgraph_cache_miss" in misses
+    else:
+        assert kernels == "torch" and first["compile_cache"] == {}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -97,9 +98,12 @@ def images_per_s(
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    with KernelRecorder() as recorder:  # the first step, timed apart: compile / autotune happen here
+    # The first step, timed apart: compile / autotune happen here. Eager, it also records which attnzoo
+    # Triton ops run; compiled, it must not (torch.compile does not compile under a dispatch mode).
+    recorder = None if compiled else KernelRecorder()
+    with recorder or contextlib.nullcontext():
         first = first_call(step, device)
-    kernels = "torch.compile" if compiled else recorder.describe()
+    kernels = recorder.describe() if recorder else "torch.compile"
     ms, _ = measure(step, device, s.iters, s.warmup)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return s.model_batch * 1e3 / ms, peak, kernels, first
