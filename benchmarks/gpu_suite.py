@@ -75,7 +75,7 @@ import anchors  # noqa: E402
 from suite.kernel_rows import OP_MODELS, OP_ORDER, Case, capture, kernel_rows, op_size, redrawn  # noqa: E402
 from suite.model_rows import PAIRS, model_row  # noqa: E402
 from suite.records import Results, markdown, resumed, rnd, slug  # noqa: E402
-from suite.runner import Budget, Task, claimed, execute, warm_up  # noqa: E402
+from suite.runner import Budget, Task, claimed, execute, pending, warm_up  # noqa: E402
 from suite.settings import BF16, DTYPE_NAMES, FP32, FULL, QUICK, WARM, Settings, device_peaks  # noqa: E402
 
 
@@ -240,17 +240,16 @@ def main(argv: list[str] | None = None) -> int:
         for knob in ("recompile_limit", "cache_size_limit"):
             if hasattr(torch._dynamo.config, knob):
                 setattr(torch._dynamo.config, knob, 1024)
+    meta, rows, done = run_meta(device, args), [], set()
+    if args.resume:  # checked before any warm-up; a warm-up worker only leaves out the finished tasks
+        meta, rows, done = resumed(args.resume, meta)
     warm_s, warm_failed = None, []
     if args.warm_workers > 0:
         warm_s, warm_failed = warm_up(Path(__file__).resolve(), args, args.warm_share * args.budget_s)
     if args.warm_claims and hasattr(torch._inductor.config, "autotune_local_cache"):
         # Inductor's own config picks, timed while other workers share the GPU, are not to be kept.
         torch._inductor.config.autotune_local_cache = False
-    meta = dict(run_meta(device, args), warm_up_s=rnd(warm_s, 1), warm_workers=args.warm_workers)
-    meta["warm_up_failed"] = warm_failed
-    rows, done = [], set()
-    if args.resume:  # a warm-up worker only leaves out the finished tasks; it writes its own file
-        meta, rows, done = resumed(args.resume, meta)
+    meta.update(warm_up_s=rnd(warm_s, 1), warm_workers=args.warm_workers, warm_up_failed=warm_failed)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.resume and not args.warm_claims:  # --out/<its name>: in place when --out holds it
         path = args.out / args.resume.name
@@ -260,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(path, meta, _T0, rows)
     print(f"writing {results.path} (budget {args.budget_s:.0f} s)")
     budget = Budget(args.budget_s, args.reserve_s, _T0)
-    tasks = [t for t in plan(device, settings, meta["peaks"]) if t.name not in done]
+    tasks = pending(plan(device, settings, meta["peaks"]), done)
     if args.only:
         tasks = [t for t in tasks if any(text in t.name for text in args.only)]
     if args.skip:

@@ -104,10 +104,14 @@ def test_table_of_a_saved_run(quick_run):
 
 def test_resume_keeps_finished_tasks_and_runs_the_rest(quick_run, tmp_path):
     """--resume: a second sitting writes into the first one's file, keeps the finished tasks' rows (not
-    re-run), runs what the first left out, and refuses a file from other versions."""
+    re-run), runs what the first left out or did not finish (killed mid-task: rows, but no end in
+    meta.task_s), and refuses a file from other versions."""
     data, _, path = quick_run
+    killed = "infsa_linear @32 fp32"
+    first = json.loads(path.read_text())
+    del first["meta"]["task_s"][killed]  # as a run killed while measuring it leaves the file
     saved = tmp_path / path.name
-    saved.write_text(path.read_text())
+    saved.write_text(json.dumps(first))
     env = dict(os.environ, ATTNZOO_ANCHORS=str(tmp_path / "no-anchors"), CUDA_VISIBLE_DEVICES="")
     cmd = [sys.executable, str(SUITE), "--quick", "--budget-s", "200", "--out", str(tmp_path)]
     cmd += ["--resume", str(saved)]
@@ -116,20 +120,35 @@ def test_resume_keeps_finished_tasks_and_runs_the_rest(quick_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     resumed = json.loads(saved.read_text())
-    finished = [r for r in data["rows"] if r["kind"] != "skipped"]
-    assert resumed["rows"][: len(finished)] == finished  # kept as they were, not measured again
-    new = resumed["rows"][len(finished) :]
-    assert {r.get("op") for r in new if r["kind"] == "kernel"} == {"infsa_pure"}
-    assert [r["task"] for r in new if r["kind"] == "skipped"] == ["infvit_linear_4l infer compiled"]
+    kept = [r for r in data["rows"] if r["kind"] != "skipped" and r["task"] != killed]
+    assert resumed["rows"][: len(kept)] == kept  # kept as they were, not measured again
+    new = resumed["rows"][len(kept) :]
+    assert [r["task"] for r in new] == ["infsa_pure @32 fp32"] * 2 + [killed] * 2 + [  # plan order
+        "infvit_linear_4l infer compiled"  # skipped under --quick, so never finished
+    ]
     assert [s["date"] for s in resumed["meta"]["earlier_sittings"]] == [data["meta"]["date"]]
     assert set(resumed["meta"]["task_s"]) == set(data["meta"]["task_s"]) | {"infsa_pure @32 fp32"}
 
     other = json.loads(saved.read_text())
     other["meta"]["torch"] = "0.0"
     saved.write_text(json.dumps(other))
-    proc = subprocess.run(cmd + ["--only", "infsa_pure @32 fp32"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        cmd + ["--only", "infsa_pure @32 fp32", "--warm-workers", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode != 0 and "not the same run (torch '0.0' != " in proc.stderr
+    assert "warm-up" not in proc.stdout  # refused before any worker started
     assert json.loads(saved.read_text()) == other  # the refused file is left as it was
+
+
+def test_pending_matches_a_warm_up_workers_split_tasks(runner):
+    """A finished task leaves out its warm-up split ("... case i") too, and nothing else."""
+    names = ["a @224 bf16", "a @224 bf16 case 0", "a @224 bf16 case 1", "a @224 fp32 case 0", "b"]
+    tasks = [runner.Task("p", name, None) for name in names]
+    left = runner.pending(tasks, {"a @224 bf16", "b"})
+    assert [t.name for t in left] == ["a @224 fp32 case 0"]
 
 
 def _suite_module(name: str):

@@ -38,8 +38,10 @@ SAME_RUN_KEYS = ("device", "torch", "triton", "timm", "cuda", "quick", "anchor_c
 def resumed(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], set[str]]:
     """An earlier run's file continued by a run with ``meta``: (the meta to write: ``meta`` with the
     earlier sittings and task seconds, the rows to keep, the tasks they finish). A task is finished
-    when it has rows and none says it was skipped, interrupted or failed; the others run again. A run
-    on another device or other versions may not go on in the same file."""
+    when the runner recorded its end (``meta.task_s``, written after each task) and no row says it
+    was skipped, interrupted or failed; the others run again, so a run killed in the middle of a task
+    (a device call's time limit) keeps none of that task's rows. A run on another device or other
+    versions may not go on in the same file."""
     saved = json.loads(path.read_text())
     old = saved["meta"]
     differ = [key for key in SAME_RUN_KEYS if old.get(key) != meta.get(key)]
@@ -47,11 +49,12 @@ def resumed(path: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], list[dict
         pairs = ", ".join(f"{key} {old.get(key)!r} != {meta.get(key)!r}" for key in differ)
         raise SystemExit(f"--resume {path}: not the same run ({pairs})")
     unfinished = {row.get("task") for row in saved["rows"] if row["kind"] == "skipped"}
-    rows = [row for row in saved["rows"] if row.get("task") not in unfinished]
+    finished = set(old.get("task_s", {})) - unfinished
+    rows = [row for row in saved["rows"] if row.get("task") in finished]
     sitting = {key: old.get(key) for key in ("date", "budget_s", "elapsed_s", "warm_up_s", "warm_workers")}
     merged = dict(meta, earlier_sittings=[*old.get("earlier_sittings", []), sitting])
-    merged["task_s"] = {name: s for name, s in old.get("task_s", {}).items() if name not in unfinished}
-    return merged, rows, {row["task"] for row in rows}
+    merged["task_s"] = {name: s for name, s in old.get("task_s", {}).items() if name in finished}
+    return merged, rows, finished
 
 
 def slug(text: str) -> str:

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -91,6 +92,12 @@ def execute(tasks: list[Task], results: Results, budget: Budget, min_task_s: flo
         results.write()
         print(f"[{now - budget.start:6.1f}s] {task.phase}: {task.name} ({now - start:.1f}s)")
         sys.stdout.flush()
+
+
+def pending(tasks: list[Task], finished: set[str]) -> list[Task]:
+    """The tasks an earlier sitting did not finish (``--resume``). A warm-up worker's kernel tasks are
+    split by case (``"... case 2"``); each belongs to the whole task of that name."""
+    return [t for t in tasks if re.sub(r" case \d+$", "", t.name) not in finished]
 
 
 def cuda_lost() -> bool:
