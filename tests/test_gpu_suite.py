@@ -26,6 +26,14 @@ ONLY = (
 )
 
 
+def _suite_module(name: str):
+    sys.path.insert(0, str(SUITE.parent))
+    try:
+        return importlib.import_module(f"suite.{name}")
+    finally:
+        sys.path.remove(str(SUITE.parent))
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("results")
@@ -151,14 +159,6 @@ def test_pending_matches_a_warm_up_workers_split_tasks(runner):
     assert [t.name for t in left] == ["a @224 fp32 case 0"]
 
 
-def _suite_module(name: str):
-    sys.path.insert(0, str(SUITE.parent))
-    try:
-        return importlib.import_module(f"suite.{name}")
-    finally:
-        sys.path.remove(str(SUITE.parent))
-
-
 def test_first_call_reports_compile_cache_events(monkeypatch, tmp_path):
     """A compiled function's first call misses an empty Inductor cache; the same graph compiled again
     (a new process would do the same) hits it, and the row says which happened."""
@@ -216,6 +216,27 @@ def test_model_first_step_is_where_compiling_happens(compiled, monkeypatch, tmp_
         assert kernels == "torch.compile" and "inductor.fxgraph_cache_miss" in misses
     else:
         assert kernels == "torch" and first["compile_cache"] == {}
+
+
+@pytest.mark.parametrize("op", sorted(_suite_module("kernel_rows").OP_MODELS))
+def test_flops_are_counted_on_fake_tensors(op):
+    """The kernel rows count FLOPs on fake tensors (InfSA's reference at 16385 tokens would need ~75 GiB):
+    the same count as a real run of the reference, forward and forward+backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from attnzoo.kernels import use_kernels
+
+    kernel_rows, settings = _suite_module("kernel_rows"), _suite_module("settings")
+    label, size, batch = settings.QUICK.sizes[0]
+    size = kernel_rows.op_size(op, size, settings.QUICK.halo_multiple)
+    case = kernel_rows.capture(op, size, batch, torch.device("cpu"))[0]
+    for backward in (False, True):
+        prep = kernel_rows.prepare(case, torch.float32, backward)
+        with use_kernels("torch"), FlopCounterMode(display=False) as counter:
+            kernel_rows.step_fn(prep.ours, backward, prep.inputs)()
+        real = counter.get_total_flops()
+        assert real > 0 and kernel_rows.count_flops(prep, backward) == real
+        assert all(t.grad is None for t in prep.inputs)  # the fake run leaves no fake gradient behind
 
 
 @pytest.fixture(scope="module")
