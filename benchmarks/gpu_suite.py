@@ -181,7 +181,7 @@ def extra_kernel_tasks(device: torch.device, s: Settings, peaks) -> list[Task]:
     tasks = [
         Task(
             "kernels extra",
-            f"halo_attention @{label} {DTYPE_NAMES[dtype]} az_halonet_h0",
+            f"halo_attention (az_halonet_h0) @{label} {DTYPE_NAMES[dtype]}",  # apart from "halo_attention @"
             _bind(halo_h0, dtype),
         )
         for dtype in (BF16, FP32)
