@@ -1,8 +1,8 @@
 """Where a kernel call's time goes when the GPU is idle most of it. In the suite's rows at 224, KArAt's
-forward took 1.1 ms of wall time per call for 0.04 ms of GPU time, and halo attention's and InfSA's
-forward wall times barely grew with 3.75x the tokens (0.59 -> 0.65 ms, 0.23 -> 0.42 ms). Per op, at
-the first case the suite measures (its family's smallest model, 224 input, batch 8), forward and
-forward+backward:
+forward took 1.1 ms of wall time per call for 0.04 ms of GPU time; halo attention's forward took 0.59
+ms at 224 and 0.65 ms at 800x1333 (3.75x the positions), InfSA's 0.23 and 0.42 ms (5.3x the tokens).
+Per op, at the first case the suite measures (its family's smallest model, 224 input, batch 8),
+forward and forward+backward:
 
 - wall ms: one synchronised call, as the suite's rows (median over ``--calls``);
 - issue ms: ``--calls`` calls back to back, one synchronise at the end, divided by the calls (the

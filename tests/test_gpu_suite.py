@@ -210,10 +210,11 @@ def test_model_first_step_is_where_compiling_happens(compiled, monkeypatch, tmp_
         )
     finally:
         torch._dynamo.reset()
-    assert rate > 0 and first["first_step_s"] > 0
+    assert rate > 0 and first["first_step_s"] >= 0  # an eager step of this model may round to 0.0 s
     misses = {key for key, n in first["compile_cache"].items() if key.endswith("_miss") and n}
     if compiled:
         assert kernels == "torch.compile" and "inductor.fxgraph_cache_miss" in misses
+        assert first["first_step_s"] > 0.1  # it compiled
     else:
         assert kernels == "torch" and first["compile_cache"] == {}
 

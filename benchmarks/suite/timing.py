@@ -41,7 +41,7 @@ def first_call(fn: Callable[[], Any], device: torch.device) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     after = compile_cache_counts()
     events = {key: count - before.get(key, 0) for key, count in after.items() if count != before.get(key, 0)}
-    return {"first_step_s": round(seconds, 2), "compile_cache": events}
+    return {"first_step_s": round(seconds, 3), "compile_cache": events}
 
 
 def measure(
