@@ -33,7 +33,8 @@ inputs + output; fwd+bwd adds grad-out, inputs and grad-inputs). Peaks come from
 device name (unknown GPU: null). fp32 rows use the non-tensor-core fp32 peak: the kernels use IEEE
 fp32 dots and torch's matmul precision is 'highest'.
 
-Warm-up (``--warm-workers N``): before the timed run, N processes run every task once, compiling
+Warm-up (``--warm-workers N``): before the timed run, N processes run every task once (the compile
+tasks first, the longest), compiling
 every autotune config of every kernel (``ATTNZOO_AUTOTUNE=compile``: nothing timed or cached as a
 choice) and the torch.compile rows' graphs, into the on-disk caches the timed run then reads.
 
@@ -75,7 +76,7 @@ import anchors  # noqa: E402
 from suite.kernel_rows import OP_MODELS, OP_ORDER, Case, capture, kernel_rows, op_size, redrawn  # noqa: E402
 from suite.model_rows import PAIRS, model_row  # noqa: E402
 from suite.records import Results, markdown, resumed, rnd, slug  # noqa: E402
-from suite.runner import Budget, Task, claimed, execute, pending, warm_up  # noqa: E402
+from suite.runner import Budget, Task, claimed, execute, longest_first, pending, warm_up  # noqa: E402
 from suite.settings import BF16, DTYPE_NAMES, FP32, FULL, QUICK, WARM, Settings, device_peaks  # noqa: E402
 
 
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warm_claims.mkdir(parents=True, exist_ok=True)
         tasks = [
             Task(t.phase, t.name, t.run and claimed(t.run, args.warm_claims / str(i)))
-            for i, t in enumerate(tasks)
+            for i, t in enumerate(longest_first(tasks))
         ]
     execute(tasks, results, budget, min_task_s=2.0)
     results.write()

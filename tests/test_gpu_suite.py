@@ -151,6 +151,12 @@ def test_resume_keeps_finished_tasks_and_runs_the_rest(quick_run, tmp_path):
     assert json.loads(saved.read_text()) == other  # the refused file is left as it was
 
 
+def test_warm_up_starts_the_compile_tasks_first(runner):
+    phases = ["models eager", "kernels 224", "compile", "kernels 224", "compile"]
+    tasks = [runner.Task(phase, str(i), None) for i, phase in enumerate(phases)]
+    assert [t.name for t in runner.longest_first(tasks)] == ["2", "4", "0", "1", "3"]
+
+
 def test_pending_matches_a_warm_up_workers_split_tasks(runner):
     """A finished task leaves out its warm-up split ("... case i") too, and nothing else."""
     names = ["a @224 bf16", "a @224 bf16 case 0", "a @224 bf16 case 1", "a @224 fp32 case 0", "b"]

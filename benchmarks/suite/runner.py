@@ -100,6 +100,14 @@ def pending(tasks: list[Task], finished: set[str]) -> list[Task]:
     return [t for t in tasks if re.sub(r" case \d+$", "", t.name) not in finished]
 
 
+def longest_first(tasks: list[Task]) -> list[Task]:
+    """The warm-up's order: the compile tasks first (a model's torch.compile takes a minute or more,
+    a kernel task's Triton compiles seconds), so that the warm-up's deadline cuts kernel tasks, which
+    the timed run then compiles cheaply, rather than a compile the timed run would repeat in full.
+    Otherwise the plan's order (every worker walks the same list, so claims stay consistent)."""
+    return sorted(tasks, key=lambda t: t.phase != "compile")
+
+
 def cuda_lost() -> bool:
     """Whether CUDA is unusable in this process: a fault such as an illegal address is sticky, so every
     later call would fail too, and its rows would be errors of the first task's making."""
