@@ -34,9 +34,9 @@ device name (unknown GPU: null). fp32 rows use the non-tensor-core fp32 peak: th
 fp32 dots and torch's matmul precision is 'highest'.
 
 Warm-up (``--warm-workers N``): before the timed run, N processes run every task once (the compile
-tasks first, the longest), compiling
-every autotune config of every kernel (``ATTNZOO_AUTOTUNE=compile``: nothing timed or cached as a
-choice) and the torch.compile rows' graphs, into the on-disk caches the timed run then reads.
+tasks first, the longest), compiling every autotune config of every kernel (``ATTNZOO_AUTOTUNE=compile``:
+nothing timed or cached as a choice) and the torch.compile rows' graphs, into the on-disk caches the
+timed run then reads.
 
 This file plans the run and parses the command line; the pieces live in ``benchmarks/suite/``
 (settings, timing, kernel rows, model rows, the runner and warm-up, the results file and tables).
