@@ -247,7 +247,9 @@ def _flex(case: Case, args: tuple) -> Callable[[], torch.Tensor]:
 
 def prepare(case: Case, dtype: torch.dtype, backward: bool, flex: bool = False) -> Prepared:
     def cast(t: torch.Tensor) -> torch.Tensor:
-        return t.to(dtype).requires_grad_(backward) if t.is_floating_point() else t
+        # detach(): a new leaf even where .to() is a no-op (fp32), so the captured case is not marked
+        # requires_grad for the tasks that reuse it (a bf16 copy of it would then be a non-leaf)
+        return t.detach().to(dtype).requires_grad_(backward) if t.is_floating_point() else t
 
     args, kwargs = _map(case.args, cast), _map(case.kwargs, cast)
     inputs = [t for t in _tensors((args, kwargs)) if t.is_floating_point()]
