@@ -1,5 +1,7 @@
 """Halo attention beyond the kernel battery: dispatch and named shape errors."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -56,6 +58,22 @@ GEOMETRIES = {
 @pytest.mark.parametrize("geometry", GEOMETRIES.values(), ids=GEOMETRIES.keys())
 def test_gradients_match_reference_across_geometries(geometry):
     tensors, meta = _problem(*geometry)
+
+    def kernel(*t):
+        with use_kernels("triton"):
+            return halo_attention(*t, *meta)
+
+    check_against_reference(kernel, lambda *t: halo_attention_reference(*t, *meta), tensors, torch.float32)
+
+
+@pytest.mark.parametrize("keys", [4, 6], ids=["1-row-parts", "ragged-2-row-parts"])
+def test_fp32_key_tiles_split_over_programs(monkeypatch, keys):
+    """In fp32 a dK/dV program takes ``_FP32_DKV_KEYS`` keys of its tile (registers); a budget of a few
+    keys splits 3x3 key tiles into 1-row parts, or into 2-row parts whose last one is half past the
+    tile, and every key is still covered once."""
+    op_module = importlib.import_module("attnzoo.kernels.halo_attention.op")
+    monkeypatch.setattr(op_module, "_FP32_DKV_KEYS", keys)
+    tensors, meta = _problem(*GEOMETRIES["odd-block"])
 
     def kernel(*t):
         with use_kernels("triton"):

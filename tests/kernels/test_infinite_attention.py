@@ -190,9 +190,11 @@ def test_linear_gpu_chunking(monkeypatch):
 def test_pure_tiles_match_float64_reference(monkeypatch, wide_from, inline_upto, tiles):
     """Long slices' 128-token query (forward, dq) and key (dk, dv) program tiles over 64-token inner
     tiles, the last ragged, and ``<dO, O>`` from per-tile shares or summed by every program (forced
-    here at 150 tokens)."""
+    here at 150 tokens). 16-bit inputs take those tiles (the fp16 check); fp32 takes 32-token tiles
+    throughout (the fp32 check)."""
     monkeypatch.setattr(infsa_op, "PURE_WIDE_FROM", wide_from)
     monkeypatch.setattr(infsa_op, "PURE_INLINE_DELTA_UPTO", inline_upto)
-    q = torch.empty(2, 150, 16)
+    q = torch.empty(2, 150, 16, dtype=torch.float16)
     assert infsa_op._pure_meta(q, q)[:2] == tiles
+    assert infsa_op._pure_meta(q.float(), q.float())[:2] == (32, 32)
     _vs_float64("pure", 2, 150, seed=2)

@@ -45,15 +45,20 @@ if triton_available():
     from torch.library import wrap_triton
 
     from attnzoo.kernels.common.chunks import cdiv
-    from attnzoo.kernels.common.host import define_op, pow2, precision, tile
+    from attnzoo.kernels.common.host import define_op, pow2, precision
     from attnzoo.kernels.fourier_karat.kernels import dk_dcoef_kernel, dq_kernel, fwd_kernel
+
+    # Token tiles of at most 32: at 64 every kernel spilled on sm_90 (benchmarks/kernel_resources.py,
+    # triton 3.8, karat_vit_tiny's shapes: fp32 2.6-54 KB of spill stores a thread, bf16 dQ and dK/dC
+    # 0.02-2 KB), since each (query, key) tile holds scores, SiLU and two harmonics in fp32 at once.
+    _TOKEN_TILE = 32
 
     def _meta(q: torch.Tensor, coef: torch.Tensor) -> dict:
         n = q.shape[1]
         return dict(
             G=(coef.shape[1] - 1) // 2,
-            BM=tile(n),
-            BN=tile(n),
+            BM=pow2(n, cap=_TOKEN_TILE),
+            BN=pow2(n, cap=_TOKEN_TILE),
             BD=pow2(q.shape[-1]),
             BR=pow2(coef.shape[-1]),
             PRECISION=precision(q),

@@ -145,22 +145,26 @@ def halo_bwd_dq_kernel(
 def halo_bwd_dkv_kernel(
     Q, K, V, QRH, QRW, LSE, DO, DELTA, DK, DVV, scale, NBH, NBW, NTW, HQ, WQ, HK, WK, DQK, DV, R,
     BLOCK_Q: tl.constexpr, BLOCK_KV: tl.constexpr, WIN: tl.constexpr, NB: tl.constexpr,
-    QPB: tl.constexpr, BQT: tl.constexpr, BKT: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-    PRECISION: tl.constexpr,
+    QPB: tl.constexpr, KEY_ROWS: tl.constexpr, BQT: tl.constexpr, BKT: tl.constexpr, BD: tl.constexpr,
+    BDV: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
-    """dK, dV of key tile ``(ty, tx)``: keys ``ty * BLOCK_KV + a``, ``tx * BLOCK_KV + b`` (``a, b <
-    BLOCK_KV``, clipped to the map). Query block ``(by, bx)``'s window starts at ``by * BLOCK_KV`` and
+    """dK, dV of ``KEY_ROWS`` rows of key tile ``(ty, tx)`` (a tile's rows are split over ``PARTS``
+    programs): keys ``ty * BLOCK_KV + a``, ``tx * BLOCK_KV + b`` (``a, b < BLOCK_KV``, clipped to the
+    map). Query block ``(by, bx)``'s window starts at ``by * BLOCK_KV`` and
     is ``WIN`` wide, so it covers the tile iff ``ty - NB < by <= ty`` (``NB = cdiv(WIN, BLOCK_KV)``),
     likewise for ``bx``: up to ``NB * NB`` blocks (fewer at the map's border, where the range is
     clipped to the block grid), ``QPB`` of them per step (their queries stacked in one ``BQT``-row
     tile). A (query, key) pair counts only where the key lies in the query's window."""
+    PARTS: tl.constexpr = (BLOCK_KV + KEY_ROWS - 1) // KEY_ROWS
     bh = tl.program_id(1)
-    ty = tl.program_id(0) // NTW
-    tx = tl.program_id(0) % NTW
+    key_tile = tl.program_id(0) // PARTS
+    ty = key_tile // NTW
+    tx = key_tile % NTW
     kk = tl.arange(0, BKT)
-    kr = ty * BLOCK_KV + kk // BLOCK_KV
+    a = (tl.program_id(0) % PARTS) * KEY_ROWS + kk // BLOCK_KV
+    kr = ty * BLOCK_KV + a
     kc = tx * BLOCK_KV + kk % BLOCK_KV
-    k_mask = (kk < BLOCK_KV * BLOCK_KV) & (kr < HK) & (kc < WK)
+    k_mask = (kk < KEY_ROWS * BLOCK_KV) & (a < BLOCK_KV) & (kr < HK) & (kc < WK)
     k_rows = (bh * HK + kr) * WK + kc
     k = load_tile(K, k_rows, k_mask, DQK, BD)
     v = load_tile(V, k_rows, k_mask, DV, BDV)

@@ -50,6 +50,12 @@ if triton_available():
 
     # Query rows of one dK/dV step: enough to fill a tensor-core tile, few enough for registers.
     _DKV_QUERY_ROWS = 64
+    # fp32 (IEEE dots hold their operands in registers): keys per dK/dV program and query rows per step.
+    # With a whole 8x8 key tile and 64 query rows every config spilled at halonet26t's 64-wide heads on
+    # sm_90 (benchmarks/kernel_resources.py, triton 3.8: 1.5-56 KB of spill stores a thread); with 16
+    # keys (a quarter tile) and 32 rows each of its shapes has spill-free configs.
+    _FP32_DKV_KEYS = 16
+    _FP32_DKV_QUERY_ROWS = 32
 
     def _key_chunk(n: int) -> int:
         """Keys per step of the window walk: the chunk (32 or 64) that pads ``n`` window keys least,
@@ -74,15 +80,19 @@ if triton_available():
         """A key tile is seen by ``nb * nb`` query blocks (``nb = cdiv(win, block_kv)``); small query
         blocks (stride 2: 16 queries) are stacked ``qpb`` per step so each dot has ~64 rows."""
         nb = cdiv(win, block_kv)
-        qpb = max(1, min(nb * nb, _DKV_QUERY_ROWS // (block_q * block_q)))
+        rows = _FP32_DKV_QUERY_ROWS if q.dtype == torch.float32 else _DKV_QUERY_ROWS
+        qpb = max(1, min(nb * nb, rows // (block_q * block_q)))
+        keys = _FP32_DKV_KEYS if q.dtype == torch.float32 else block_kv * block_kv
+        key_rows = max(1, min(block_kv, keys // block_kv))
         return dict(
             BLOCK_Q=block_q,
             BLOCK_KV=block_kv,
             WIN=win,
             NB=nb,
             QPB=qpb,
+            KEY_ROWS=key_rows,
             BQT=pow2(qpb * block_q * block_q),
-            BKT=pow2(block_kv * block_kv),
+            BKT=pow2(key_rows * block_kv),
             BD=pow2(q.shape[-1]),
             BDV=pow2(v.shape[-1]),
             PRECISION=precision(q),
@@ -142,10 +152,11 @@ if triton_available():
             scale, nbw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
             BW=pow2(win), **_window_meta(q, v, block_q, block_kv, win),
         )  # fmt: skip
-        wrap_triton(kernels.halo_bwd_dkv_kernel)[(cdiv(hk, block_kv) * ntw, bh)](
+        meta = _dkv_meta(q, v, block_q, block_kv, win)
+        parts = cdiv(block_kv, meta["KEY_ROWS"])
+        wrap_triton(kernels.halo_bwd_dkv_kernel)[(cdiv(hk, block_kv) * ntw * parts, bh)](
             q, k, v, qrh, qrw, lse, grad_out, delta, dk, dvv,
-            scale, nbh, nbw, ntw, hq, wq, hk, wk, dqk, dv, 2 * win - 1,
-            **_dkv_meta(q, v, block_q, block_kv, win),
+            scale, nbh, nbw, ntw, hq, wq, hk, wk, dqk, dv, 2 * win - 1, **meta,
         )  # fmt: skip
         return dq, dk, dvv, dqrh, dqrw
 
