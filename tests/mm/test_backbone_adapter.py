@@ -410,7 +410,8 @@ def test_upernet_overlock_trains_a_few_steps():
     torch.manual_seed(0)
     model = _build("mmseg", model_cfg)
     model.init_weights()
-    losses = _steps(model, _seg_batch(), lr=0.05)
+    # 8 steps: after 5 the loss had fallen only 9.3% on a fresh 2026-11-27 install (0.68x after 8)
+    losses = _steps(model, _seg_batch(), n=8, lr=0.05)
     _every_backbone_parameter_gets_a_gradient(model)
     assert losses[-1] < 0.9 * losses[0], losses
 
