@@ -43,7 +43,7 @@ from attnzoo.kernels.common.tuning import TUNED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite.kernel_rows import OP_MODELS, capture, op_size, prepare, step_fn  # noqa: E402
+from suite.kernel_rows import OP_MODELS, capture, op_size, prepare, step_fn, swapped  # noqa: E402
 from suite.settings import BF16, DTYPE_NAMES, FP32, FULL, QUICK  # noqa: E402
 
 # ptxas -v: "N bytes stack frame, N bytes spill stores, N bytes spill loads" and "Used N registers".
@@ -163,28 +163,13 @@ class Compiler:
             seen.append(self.context["inputs"])
 
 
-@contextlib.contextmanager
-def triton_on_cpu() -> Iterator[None]:
+def triton_on_cpu() -> contextlib.AbstractContextManager[None]:
     """Every attnzoo op takes its Triton path on CPU tensors where the kernel supports the problem."""
 
     def use_triton(*tensors: torch.Tensor, supported: bool = True, op: str = "") -> bool:
         return supported
 
-    original = attnzoo.kernels.dispatch.use_triton
-    holders = [
-        (mod, attr)
-        for name, mod in list(sys.modules.items())
-        if name.startswith("attnzoo") and mod is not None
-        for attr, value in list(vars(mod).items())
-        if value is original
-    ]
-    for mod, attr in holders:
-        setattr(mod, attr, use_triton)
-    try:
-        yield
-    finally:
-        for mod, attr in holders:
-            setattr(mod, attr, original)
+    return swapped(attnzoo.kernels.dispatch.use_triton, use_triton)
 
 
 def collect(ops: list[str], dtypes: list[torch.dtype], settings, compiler: Compiler) -> list[str]:

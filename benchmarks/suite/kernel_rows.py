@@ -94,7 +94,25 @@ def _freeze(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def recording(fn: Callable, calls: dict[str, list]) -> Iterator[None]:
+def swapped(fn: Callable, replacement: Callable) -> Iterator[None]:
+    """``replacement`` wherever an attnzoo module holds ``fn`` (modules import ops and rules by name)."""
+    holders = [
+        (mod, attr)
+        for name, mod in list(sys.modules.items())
+        if name.startswith("attnzoo") and mod is not None
+        for attr, value in list(vars(mod).items())
+        if value is fn
+    ]
+    for mod, attr in holders:
+        setattr(mod, attr, replacement)
+    try:
+        yield
+    finally:
+        for mod, attr in holders:
+            setattr(mod, attr, fn)
+
+
+def recording(fn: Callable, calls: dict[str, list]) -> contextlib.AbstractContextManager[None]:
     """Wrap ``fn`` wherever an attnzoo module holds it, recording each distinct call's inputs."""
 
     def recorder(*args, **kwargs):
@@ -104,20 +122,7 @@ def recording(fn: Callable, calls: dict[str, list]) -> Iterator[None]:
         calls[key][2] += 1
         return fn(*args, **kwargs)
 
-    holders = [
-        (mod, attr)
-        for name, mod in list(sys.modules.items())
-        if name.startswith("attnzoo") and mod is not None
-        for attr, value in list(vars(mod).items())
-        if value is fn
-    ]
-    for mod, attr in holders:
-        setattr(mod, attr, recorder)
-    try:
-        yield
-    finally:
-        for mod, attr in holders:
-            setattr(mod, attr, fn)
+    return swapped(fn, recorder)
 
 
 def op_size(op: str, size: tuple[int, int], multiple: int) -> tuple[int, int]:

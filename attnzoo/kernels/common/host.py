@@ -14,7 +14,7 @@ from attnzoo.kernels.common.chunks import next_pow2
 from attnzoo.kernels.dispatch import graph_capture
 from attnzoo.kernels.registry import backward_op_name, forward_op_name
 
-__all__ = ["define_op", "f32_like", "invert_index", "pow2", "precision", "run_op", "tile"]
+__all__ = ["FP32_TOKEN_TILE", "define_op", "f32_like", "invert_index", "pow2", "precision", "run_op", "tile"]
 
 
 def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
@@ -27,6 +27,13 @@ def pow2(n: int, floor: int = 16, cap: int | None = None) -> int:
 def tile(n: int) -> int:
     """A token tile for ``n`` tokens: a power of two in ``[16, 64]``, so registers stay bounded."""
     return pow2(n, cap=64)
+
+
+# Token tiles of fp32 gradient kernels: IEEE fp32 dots hold their operands in registers, and at 64
+# tokens InfSA pure's dQ / dK/dV and linear attention's dQ spilled in every config on sm_90
+# (benchmarks/kernel_resources.py, triton 3.8, their families' smallest models: 0.4-146 KB of spill
+# stores a thread; benchmarks/RESULTS.md).
+FP32_TOKEN_TILE = 32
 
 
 def f32_like(t: torch.Tensor) -> dict:

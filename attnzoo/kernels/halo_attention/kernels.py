@@ -150,11 +150,11 @@ def halo_bwd_dkv_kernel(
 ):  # fmt: skip
     """dK, dV of ``KEY_ROWS`` rows of key tile ``(ty, tx)`` (a tile's rows are split over ``PARTS``
     programs): keys ``ty * BLOCK_KV + a``, ``tx * BLOCK_KV + b`` (``a, b < BLOCK_KV``, clipped to the
-    map). Query block ``(by, bx)``'s window starts at ``by * BLOCK_KV`` and
-    is ``WIN`` wide, so it covers the tile iff ``ty - NB < by <= ty`` (``NB = cdiv(WIN, BLOCK_KV)``),
-    likewise for ``bx``: up to ``NB * NB`` blocks (fewer at the map's border, where the range is
-    clipped to the block grid), ``QPB`` of them per step (their queries stacked in one ``BQT``-row
-    tile). A (query, key) pair counts only where the key lies in the query's window."""
+    map). Query block ``(by, bx)``'s window starts at ``by * BLOCK_KV`` and is ``WIN`` wide, so it
+    covers the tile iff ``ty - NB < by <= ty`` (``NB = cdiv(WIN, BLOCK_KV)``), likewise for ``bx``: up
+    to ``NB * NB`` blocks (fewer at the map's border, where the range is clipped to the block grid),
+    ``QPB`` of them per step (their queries stacked in one ``BQT``-row tile). A (query, key) pair
+    counts only where the key lies in the query's window."""
     PARTS: tl.constexpr = (BLOCK_KV + KEY_ROWS - 1) // KEY_ROWS
     bh = tl.program_id(1)
     key_tile = tl.program_id(0) // PARTS

@@ -75,7 +75,7 @@ if triton_available():
     from torch.library import wrap_triton
 
     from attnzoo.kernels.common.chunks import cdiv
-    from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision, tile
+    from attnzoo.kernels.common.host import FP32_TOKEN_TILE, define_op, f32_like, pow2, precision, tile
     from attnzoo.kernels.infinite_attention.kernels import (
         linear_finish_kernel,
         linear_key_grad_kernel,
@@ -97,17 +97,13 @@ if triton_available():
     # Up to this many tokens every backward program sums <dO, O> of its slice itself (at most ~4
     # 64-token tiles of dO and O, from L2) instead of a launch computing per-tile shares first.
     PURE_INLINE_DELTA_UPTO = 256
-    # fp32 token tiles: IEEE fp32 dots hold their operands in registers, and at 64 (128) tokens the
-    # gradient kernels spilled in every config on sm_90 (benchmarks/kernel_resources.py, triton 3.8,
-    # infvit_pure_tiny's shapes: dQ 0.5-117 KB, dK/dV 1.4-146 KB of spill stores a thread).
-    PURE_FP32_TILE = 32
 
     def _pure_meta(q: torch.Tensor, v: torch.Tensor) -> tuple[int, int, dict]:
         """``(wide, narrow, meta)``: the token tile a program owns, the tile it walks, and the rest."""
         n = q.shape[1]
         bd, bdv = pow2(q.shape[-1]), pow2(v.shape[-1])
-        if q.dtype == torch.float32:
-            narrow = wide = pow2(n, cap=PURE_FP32_TILE)
+        if q.dtype == torch.float32:  # no 128-token program tiles either: they spilled most
+            narrow = wide = pow2(n, cap=FP32_TOKEN_TILE)
         else:
             narrow = tile(n)
             wide = 128 if n >= PURE_WIDE_FROM and max(bd, bdv) <= 64 else narrow

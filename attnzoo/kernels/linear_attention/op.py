@@ -93,7 +93,7 @@ if triton_available():
     from torch.library import wrap_triton
 
     from attnzoo.kernels.common.chunks import cdiv
-    from attnzoo.kernels.common.host import define_op, f32_like, pow2, precision
+    from attnzoo.kernels.common.host import FP32_TOKEN_TILE, define_op, f32_like, pow2, precision
     from attnzoo.kernels.linear_attention.kernels import (
         finish_kernel,
         key_grad_kernel,
@@ -103,11 +103,6 @@ if triton_available():
     )
 
     FINISH_WIDTH = 1024  # packed-row columns per finish program
-    # The fp32 query-gradient kernel's token tile: at 64 it spilled in every config on sm_90
-    # (benchmarks/kernel_resources.py, triton 3.8, inline_deit_tiny's shapes: 0.4-7.9 KB of spill
-    # stores a thread; IEEE fp32 dots hold their operands in registers). A power of two that divides
-    # the token tile, so the chunks stay whole.
-    FP32_QUERY_GRAD_TILE = 32
 
     def _flat(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(-1, *t.shape[-2:]).contiguous()
@@ -197,7 +192,7 @@ if triton_available():
         wrap_triton(query_grad_kernel)[(chunks, slices)](
             q3, zq3, do3, stats.contiguous(), dq, dzq, partial, n, d, dv, chunk, chunks,
             scale, scale / n, eps, scale / n, 1.0 / n,
-            BT=min(bt, FP32_QUERY_GRAD_TILE) if q.dtype == torch.float32 else bt,
+            BT=min(bt, FP32_TOKEN_TILE) if q.dtype == torch.float32 else bt,  # divides bt: whole chunks
             MALA=mala, FINAL=chunks == 1, **_meta(q, v),
         )  # fmt: skip
         _finish(partial, gstats, chunks, d, dv, scale / n, 1.0 / n)
